@@ -1,0 +1,61 @@
+# mt3-infer developer entry points.  `make test` does everything on a fresh
+# Debian machine: system packages, a .venv with torch==2.13.0 (CPU), the
+# build, and the test suite.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+# Pinned on purpose: an unpinned torch pulls several GB of CUDA wheels.
+TORCH_PIN := torch==2.13.0
+DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel
+
+.PHONY: all sysdeps venv build test test-fast bench asan clean
+
+all: build
+
+sysdeps:
+	@if ! pkg-config --exists kissfft-float soxr 2>/dev/null; then \
+	    echo "installing libkissfft-dev libsoxr-dev pkg-config (apt)"; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) apt-get install -y -qq libkissfft-dev libsoxr-dev pkg-config >/dev/null; \
+	fi
+
+$(VENV)/.deps-stamp:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PIN) $(DEV_DEPS)
+	touch $@
+
+venv: $(VENV)/.deps-stamp
+
+build: sysdeps venv
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+
+test: build
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Skip the slow full-size model checks.
+test-fast: build
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: build
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# AddressSanitizer + UBSan build of _core (no engine), run on the torch-free tests.
+ASAN_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_codec.py tests/test_notes.py tests/test_midi.py tests/test_wav.py
+asan: sysdeps venv
+	rm -rf build/asan
+	MT3_SANITIZE=1 MT3_NO_ENGINE=1 $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp
+	cp mt3_infer/*.py build/asan/mt3_infer/
+	mkdir -p build/asan/mt3_infer/export && cp mt3_infer/export/*.py build/asan/mt3_infer/export/
+	PYTHONPATH=build/asan \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	    $(PY) -m pytest -q -p no:cacheprovider $(wildcard $(ASAN_TESTS))
+
+clean:
+	rm -rf build *.egg-info mt3_infer/*.so

@@ -1,0 +1,119 @@
+/* engine.h — the only seam between the C core and a network runtime.
+ *
+ * The libtorch implementation lives in engine_torch.cpp, compiled into
+ * mt3_infer/libmt3_torch*.so and opened with dlopen() the first time a model
+ * is loaded (csrc/core/engine_loader.c).  The library exports one symbol:
+ *
+ *     const mt3_engine_api *mt3_engine_get_api(void);
+ *
+ * returning a static, immutable table.  A future runtime (AOTInductor, a pure
+ * C engine) is another implementation of the same table.  No torch type ever
+ * crosses this header; only C scalars, pointers and host buffers.
+ *
+ * Error handling: every function returns MT3_OK (0) or an mt3_status code and
+ * fills the caller-owned mt3_error.  Implementations catch every exception at
+ * the ABI boundary.
+ *
+ * Threading: an mt3_engine_model is immutable after load and may be shared by
+ * any number of threads; an mt3_engine_session belongs to one thread at a time
+ * (one per transcribe call).
+ *
+ * ---------------------------------------------------------------------------
+ * The TorchScript artifact contract (format_version 1)
+ * ---------------------------------------------------------------------------
+ * One scripted module per network, saved with torch.jit.save and carrying the
+ * extra file "mt3_infer.json":
+ *   {"format_version": 1, "family": "mt3" | "yourmt3",
+ *    "frames": T, "feature_bins": F,          encoder input (B, T, F) float32
+ *    "channels": C,                           decoder rows per segment (1 or 13)
+ *    "n_layers": L, "n_heads": H, "d_kv": Dh, decoder cache geometry
+ *    "memory_len": S,                         cross-attention keys per row
+ *    "max_len": Lmax,                         self-attention cache length
+ *    "vocab_size": V, "start_id": 0, "eos_id": 1, "pad_id": 0,
+ *    "max_new_tokens": 1024 | 256,            decoding cap the anchor uses
+ *    "check_first_eos": true | false,         YourMT3 never checks token 1
+ *    "source_sha256": "...", "exporter_version": "...", plus free extras}
+ * Methods (all tensors on the module's device, fp32 unless cast on load):
+ *   encode(features[B,T,F]) -> (cross_k, cross_v), each [L, B*C, H, S, Dh];
+ *        row r = b*C + c (segment-major).
+ *   step(tokens[N] int64, pos: int, self_k, self_v [L, N, H, Lmax, Dh],
+ *        cross_k, cross_v [L, N, H, S, Dh]) -> next ids [N] int64
+ *        Embeds `tokens` at position `pos`, writes this position's keys and
+ *        values into self_k/self_v[:, :, :, pos] in place, attends to cache
+ *        positions 0..pos, returns argmax of the logits (ties -> lowest id).
+ *   step_logits(...)  same arguments, returns logits [N, V] (tests/debug).
+ *   encoder_hidden(features[B,T,F]) -> final encoder states (tests/debug).
+ */
+#ifndef MT3_ENGINE_H
+#define MT3_ENGINE_H
+
+#include <stdint.h>
+
+#include "core/mt3_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MT3_ENGINE_ABI_VERSION 1
+
+typedef struct mt3_engine_model mt3_engine_model;
+typedef struct mt3_engine_session mt3_engine_session;
+
+typedef enum mt3_engine_dtype {
+    MT3_DTYPE_FLOAT32 = 0,
+    MT3_DTYPE_FLOAT16 = 1, /* CUDA only */
+    MT3_DTYPE_BFLOAT16 = 2 /* CUDA only */
+} mt3_engine_dtype;
+
+typedef struct mt3_engine_load_opts {
+    const char *device; /* "cpu", "cuda", "cuda:N", or "auto" */
+    int dtype;          /* mt3_engine_dtype */
+    int num_threads;    /* intra-op threads; <= 0 leaves libtorch's default */
+} mt3_engine_load_opts;
+
+typedef struct mt3_engine_api {
+    int abi_version; /* MT3_ENGINE_ABI_VERSION */
+
+    /* Load a TorchScript artifact.  Refuses files without mt3_infer.json or
+     * with another format_version (MT3_E_CHECKPOINT). */
+    int (*model_load)(const char *path, const mt3_engine_load_opts *opts,
+                      mt3_engine_model **out, mt3_error *err);
+    void (*model_free)(mt3_engine_model *m);
+    /* The artifact's mt3_infer.json text (NUL-terminated, owned by the model). */
+    const char *(*model_meta_json)(const mt3_engine_model *m);
+    /* The resolved device string ("cpu", "cuda:0"), owned by the model. */
+    const char *(*model_device)(const mt3_engine_model *m);
+
+    /* Per-call state: caches sized for at most max_rows decoder rows. */
+    int (*session_new)(const mt3_engine_model *m, int max_rows,
+                       mt3_engine_session **out, mt3_error *err);
+    void (*session_free)(mt3_engine_session *s);
+
+    /* Encode n_segments feature blocks (host float32, [n_segments, T, F]),
+     * compute cross K/V, reset the self-attention cache.  Active rows become
+     * n_segments * C in segment-major order. */
+    int (*encode)(mt3_engine_session *s, const float *features, int n_segments,
+                  mt3_error *err);
+
+    /* One greedy step over the active rows: tokens_in[n_active] at position
+     * pos; writes next ids to next_out[n_active]. */
+    int (*step)(mt3_engine_session *s, const int64_t *tokens_in, int pos,
+                int64_t *next_out, mt3_error *err);
+
+    /* Keep only the listed active rows (ascending indices into the current
+     * active set); their caches move with them. */
+    int (*keep_rows)(mt3_engine_session *s, const int32_t *rows, int n_rows,
+                     mt3_error *err);
+
+    /* Number of currently active rows. */
+    int (*active_rows)(const mt3_engine_session *s);
+} mt3_engine_api;
+
+typedef const mt3_engine_api *(*mt3_engine_get_api_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

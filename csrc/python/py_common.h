@@ -1,0 +1,30 @@
+/* Shared helpers for the CPython layer (the only folder that includes Python.h). */
+#ifndef MT3_PY_COMMON_H
+#define MT3_PY_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define PY_ARRAY_UNIQUE_SYMBOL mt3_ARRAY_API
+#ifndef MT3_PY_MODULE_C
+#define NO_IMPORT_ARRAY
+#endif
+#include <numpy/arrayobject.h>
+
+#include "core/mt3_error.h"
+
+/* Raise the Python exception matching err->code (classes from
+ * mt3_infer.exceptions) with err->msg; always returns NULL.  Call with the
+ * GIL held. */
+PyObject *mt3py_raise(const mt3_error *err);
+
+/* Raise mt3_infer.exceptions.<name>(msg); returns NULL. */
+PyObject *mt3py_raise_named(const char *name, const char *fmt, ...);
+
+/* Registration hooks, one per area (each defined in its own file). */
+int mt3py_register_features(PyObject *m);
+int mt3py_register_codec(PyObject *m);
+int mt3py_register_adapters(PyObject *m);
+int mt3py_register_io(PyObject *m);
+
+#endif

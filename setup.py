@@ -1,0 +1,123 @@
+"""Build mt3_infer._core (C11) and, when torch is importable, the libtorch engine.
+
+Install with ``pip install --no-build-isolation .`` (or ``-e .``): the engine is
+compiled against the libtorch inside the *installed* torch package, which an
+isolated build environment would not have.
+
+Environment knobs:
+  MT3_SANITIZE=1   build _core with -fsanitize=address,undefined (see `make asan`)
+  MT3_NO_ENGINE=1  skip the libtorch engine even if torch is importable
+"""
+import glob
+import os
+import shlex
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+os.chdir(HERE)
+
+APT_HINT = {
+    "kissfft-float": "libkissfft-dev",
+    "soxr": "libsoxr-dev",
+}
+
+
+def pkg_config(name):
+    try:
+        cflags = subprocess.check_output(["pkg-config", "--cflags", name], text=True)
+        libs = subprocess.check_output(["pkg-config", "--libs", name], text=True)
+    except (OSError, subprocess.CalledProcessError):
+        sys.exit(
+            f"error: pkg-config could not find '{name}'. "
+            f"Install it with: apt-get install {APT_HINT.get(name, name)} pkg-config"
+        )
+    return shlex.split(cflags), shlex.split(libs)
+
+
+def core_extension():
+    import numpy as np
+
+    cflags, libs = [], []
+    for name in ("kissfft-float", "soxr"):
+        c, lib = pkg_config(name)
+        cflags += c
+        libs += lib
+    compile_args = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"] + cflags
+    link_args = libs + ["-lm", "-ldl", "-pthread"]
+    if os.environ.get("MT3_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
+        compile_args += san
+        link_args += san
+    else:
+        compile_args += ["-O3"]
+    sources = sorted(glob.glob("csrc/core/*.c")) + sorted(glob.glob("csrc/python/*.c"))
+    return Extension(
+        "mt3_infer._core",
+        sources=sources,
+        include_dirs=["csrc", np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), ("_GNU_SOURCE", None)],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        depends=glob.glob("csrc/**/*.h", recursive=True),
+    )
+
+
+def engine_extension():
+    """The libtorch engine: a plain shared library opened with dlopen at first use."""
+    if os.environ.get("MT3_NO_ENGINE"):
+        return None
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except Exception as exc:  # torch missing or broken: _core still builds
+        print(f"mt3-infer: torch not importable ({exc}); building without the libtorch engine")
+        return None
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    libraries = ["torch", "torch_cpu", "c10"]
+    if glob.glob(os.path.join(torch_lib, "libtorch_cuda.so")):
+        libraries += ["torch_cuda", "c10_cuda"]
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    return Extension(
+        "mt3_infer.libmt3_torch",
+        sources=["csrc/engine/engine_torch.cpp"],
+        include_dirs=["csrc"] + cpp_extension.include_paths(),
+        library_dirs=[torch_lib],
+        runtime_library_dirs=[torch_lib],
+        libraries=libraries,
+        define_macros=[("_GLIBCXX_USE_CXX11_ABI", str(abi))],
+        extra_compile_args=["-std=c++20", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden",
+                            "-Wno-unused-parameter"],
+        # keep libtorch_cuda linked even though no symbol of it is referenced directly
+        extra_link_args=["-Wl,--no-as-needed"],
+        language="c++",
+        depends=["csrc/engine/engine.h"],
+    )
+
+
+class BuildExt(build_ext):
+    def initialize_options(self):
+        super().initialize_options()
+        self.parallel = os.cpu_count() or 1
+
+    def build_extension(self, ext):
+        # setuptools hands C flags to the C++ compile too; strip C-only ones per extension.
+        if ext.language == "c++":
+            self.compiler.compiler_so = [a for a in self.compiler.compiler_so if a != "-Wstrict-prototypes"]
+        super().build_extension(ext)
+
+    def get_export_symbols(self, ext):
+        if ext.name.endswith("libmt3_torch"):
+            return []  # not a Python module: no PyInit_ symbol
+        return super().get_export_symbols(ext)
+
+
+exts = [core_extension()]
+eng = engine_extension()
+if eng is not None:
+    exts.append(eng)
+
+setup(ext_modules=exts, cmdclass={"build_ext": BuildExt})
