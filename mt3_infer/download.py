@@ -539,7 +539,11 @@ def ensure_exported(model: str, checkpoint_path: Union[None, str, os.PathLike] =
         raise CheckpointError(f"Checkpoint not found: {source} (run `mt3-infer download {mid}` first)")
     target = Path(output) if output is not None else _default_export_target(mid, ckpt)
     is_registry = checkpoint_path is None or ckpt == registry.default_checkpoint_path(mid)
-    sha = registry._entry(mid)["checkpoint"]["download"]["sha256"] if is_registry else None
+    sha = None
+    if is_registry:
+        for f in registry._entry(mid)["checkpoint"]["files"]:
+            if f["name"] == source.name:
+                sha = f["sha256"]
     target.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(target):
         if not force and _export_is_current(target, source, sha):
