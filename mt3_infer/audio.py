@@ -93,8 +93,9 @@ def _fft_resample(x: np.ndarray, n_out: int) -> np.ndarray:
 def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample ``audio`` (``(n,)`` or ``(n, channels)``) from ``orig_sr`` to ``target_sr``.
 
-    Uses the C core's libsoxr resampler when built in, else an FFT resampler
-    (``int(n * target / orig)`` samples).  Returns float32.
+    Uses the C core's libsoxr resampler (``_core.resample``) for 16 kHz targets
+    when built in, else an FFT resampler (``int(n * target / orig)`` samples).
+    Returns float32.
     """
     if orig_sr <= 0 or target_sr <= 0:
         raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
@@ -102,8 +103,13 @@ def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarra
     if orig_sr == target_sr:
         return x.astype(np.float32, copy=False)
     native = getattr(_core, "resample", None)
-    if native is not None:
-        return native(np.ascontiguousarray(x, dtype=np.float32), int(orig_sr), int(target_sr))
+    if native is not None and int(target_sr) == 16000 and x.ndim in (1, 2):
+        # C core: libsoxr HQ to 16 kHz (mono in, mono out); channels one by one
+        if x.ndim == 1:
+            return native(np.ascontiguousarray(x, dtype=np.float32), int(orig_sr))
+        cols = [native(np.ascontiguousarray(x[:, c], dtype=np.float32), int(orig_sr))
+                for c in range(x.shape[1])]
+        return np.stack(cols, axis=1)
     n_out = int(x.shape[0] * target_sr / orig_sr)
     if n_out <= 0:
         raise AudioError(f"audio too short to resample ({x.shape[0]} samples at {orig_sr} Hz)")

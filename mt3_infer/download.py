@@ -45,6 +45,7 @@ from . import registry
 from .exceptions import CheckpointDownloadError, CheckpointError, FrameworkError
 
 OFFLINE_ENV = "MT3_OFFLINE"
+RETRIES_ENV = "MT3_DOWNLOAD_RETRIES"
 _CHUNK = 1 << 20
 _USER_AGENT = "mt3-infer (+https://pypi.org/project/mt3-infer/)"
 
@@ -311,15 +312,23 @@ def _fetch_into(url: str, part: Path, size: Optional[int], timeout: float,
 
 def download_file(url: str, dest: Union[str, os.PathLike], sha256: Optional[str] = None, *,
                   size: Optional[int] = None, progress: ProgressArg = None,
-                  timeout: float = 30.0, retries: int = 5, desc: Optional[str] = None) -> Path:
+                  timeout: float = 30.0, retries: Optional[int] = None,
+                  desc: Optional[str] = None) -> Path:
     """Download ``url`` to ``dest`` (verified, resumable, atomic, locked).
 
     Returns ``dest`` as a Path.  If ``dest`` already exists with the right size
     and sha256 nothing is fetched.  Raises :class:`CheckpointDownloadError` on
     HTTP errors, repeated connection failures or a checksum mismatch; an
     interrupted transfer keeps ``<dest>.part`` so the next call resumes it.
+    ``retries`` (default ``$MT3_DOWNLOAD_RETRIES`` or 5) bounds the resumes and
+    the retries of 5xx/408/429 answers, with exponential back-off.
     """
     dest = Path(dest)
+    if retries is None:
+        try:
+            retries = max(0, int(os.environ.get(RETRIES_ENV, "5")))
+        except ValueError:
+            retries = 5
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     with _file_lock(dest):
