@@ -344,9 +344,11 @@ def download_file(url: str, dest: Union[str, os.PathLike], sha256: Optional[str]
                 except _Retry as exc:
                     attempt += 1
                     if attempt > retries:
+                        kept = (f"; the partial file {part} is kept and the next attempt resumes it"
+                                if part.exists() and part.stat().st_size else "")
                         raise CheckpointDownloadError(
-                            f"Failed to download {url}: {exc} (gave up after {retries} retries; "
-                            f"the partial file {part} is kept and the next attempt resumes it)"
+                            f"Failed to download {url}: {exc} (gave up after {retries} "
+                            f"retr{'y' if retries == 1 else 'ies'}{kept})"
                         ) from exc
                     time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
         finally:

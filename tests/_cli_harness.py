@@ -2,6 +2,7 @@
 adapter and/or redirected registry files (tests/test_cli.py).
 
     python tests/_cli_harness.py [mt3-infer arguments...]
+    python tests/_cli_harness.py --example examples/x.py [arguments...]
 
 Environment:
   HARNESS_FAKE_ADAPTER=1   every model resolves to FakeAdapter (below)
@@ -90,6 +91,12 @@ def install():
 
 if __name__ == "__main__":
     install()
+    if sys.argv[1:2] == ["--example"]:  # run an examples/ script with the patches
+        import runpy
+
+        sys.argv = sys.argv[2:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        sys.exit(0)
     from mt3_infer.cli import main
 
     sys.exit(main(sys.argv[1:]))

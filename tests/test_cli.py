@@ -347,3 +347,38 @@ def test_transcribe_end_to_end_small_model(tmp_path):
         assert len(mid.tracks) >= 1
         doc = json.loads((tmp_path / "out" / f"{stem}.notes.json").read_text())
         assert isinstance(doc["notes"], list)
+
+
+# ---------------------------------------------------------------------------
+# examples/ scripts (stand-in adapter; the real model when available)
+# ---------------------------------------------------------------------------
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name, args, tmp_path, fake=True):
+    return run(["--example", EXAMPLES / name] + list(args), tmp_path, fake=fake, harness=True)
+
+
+def test_example_list_models(tmp_path):
+    r = subprocess.run([sys.executable, str(EXAMPLES / "list_models.py")], capture_output=True, text=True,
+                       cwd=tmp_path, env=dict(os.environ, MT3_CHECKPOINT_DIR=str(tmp_path / "c")))
+    assert r.returncode == 0, r.stderr
+    assert "mr_mt3" in r.stdout and "fast->mr_mt3" in r.stdout and "not downloaded" in r.stdout
+
+
+def test_examples_with_stand_in_model(tmp_path, ckpt):
+    a = write_wav(tmp_path / "wavs" / "a.wav", 3.0, sr=22050)
+    b = write_wav(tmp_path / "wavs" / "b.wav", 2.0, channels=2)
+    r = run_example("transcribe_file.py", [a, "--checkpoint", ckpt, "-o", tmp_path / "a.mid"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "3.0s" in r.stdout and midi_notes(tmp_path / "a.mid") == [60, 61, 62]
+    r = run_example("notes_to_json.py", [b, "--checkpoint", ckpt], tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "wavs" / "b.notes.json").read_text())
+    assert [n["pitch"] for n in doc["notes"]] == [60, 61]
+    r = run_example("batch_session.py", [tmp_path / "wavs", "--checkpoint", ckpt], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "session closed: 2 file(s)" in r.stdout and (tmp_path / "wavs" / "b.mid").exists()
+    r = run_example("concurrent_threads.py", [a, b, a, "--checkpoint", ckpt], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{a}: 3 notes", f"{b}: 2 notes", f"{a}: 3 notes"]
