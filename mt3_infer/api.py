@@ -195,7 +195,7 @@ def _prepare_checkpoint(model_id: str, explicit: Optional[Path], auto_download: 
     exported = registry.exported_model_path(model_id)
     if download.exported_metadata(exported) is not None:
         return exported
-    if download.torch_available():
+    if download.can_export(model_id):
         return download.ensure_exported(model_id)
     return default
 

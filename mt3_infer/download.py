@@ -506,12 +506,29 @@ def _export_is_current(target: Path, source: Path, sha256: Optional[str]) -> boo
         return False
 
 
+def _exporter_module(model_id: str) -> str:
+    family = registry._entry(model_id)["checkpoint"]["export"]["family"]
+    return "mt3_infer.export.yourmt3" if family == "yourmt3" else "mt3_infer.export.mt3"
+
+
+def can_export(model: str) -> bool:
+    """True when torch and the model family's exporter are installed (nothing is imported)."""
+    import importlib.util
+
+    mid = registry.resolve_model_name(model)
+    if not torch_available():
+        return False
+    try:
+        return importlib.util.find_spec(_exporter_module(mid)) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _call_exporter(model_id: str, source: Path, target: Path) -> None:
     """Run the family's exporter (imports torch, lazily)."""
     import importlib
 
-    family = registry._entry(model_id)["checkpoint"]["export"]["family"]
-    modname = "mt3_infer.export.yourmt3" if family == "yourmt3" else "mt3_infer.export.mt3"
+    modname = _exporter_module(model_id)
     try:
         mod = importlib.import_module(modname)
     except ImportError as exc:
@@ -584,7 +601,7 @@ def download_model(model: str = "default", *, force: bool = False, verify: bool 
     mid = registry.resolve_model_name(model)
     path = fetch_model_files(mid, force=force, verify=verify, progress=progress, quiet=quiet)
     if export is None:
-        export = torch_available()
+        export = can_export(mid)
     if export:
         ensure_exported(mid, force=force, quiet=quiet)
     return path

@@ -290,7 +290,7 @@ def test_load_model_downloads_then_hands_checkpoint_to_adapter(local_models, mon
             loaded.append((path, device))
 
     monkeypatch.setattr(api, "_import_adapter", lambda mid: Dummy)
-    monkeypatch.setattr(download, "torch_available", lambda: False)
+    monkeypatch.setattr(download, "can_export", lambda model: False)
     api.load_model("fast", device="cpu", cache=False)
     assert loaded == [(str(local_models.root / "mr_mt3" / "mt3.pth"), "cpu")]
 
@@ -315,7 +315,7 @@ def _fake_exporter(monkeypatch, calls):
 def test_export_runs_once_and_is_cached(local_models, monkeypatch):
     calls = []
     _fake_exporter(monkeypatch, calls)
-    monkeypatch.setattr(download, "torch_available", lambda: True)
+    monkeypatch.setattr(download, "can_export", lambda model: True)
     download.download_model("mt3_pytorch", quiet=True)
     target = local_models.root / "mt3_pytorch" / "mt3_pytorch.mt3i.pt"
     assert len(calls) == 1
@@ -339,3 +339,31 @@ def test_exported_metadata_rejects_non_artifacts(tmp_path):
     p.write_bytes(b"not a zip")
     assert download.exported_metadata(p) is None
     assert download.exported_metadata(tmp_path / "missing") is None
+
+
+def test_load_model_exports_once_and_passes_the_artifact(local_models, monkeypatch):
+    import mt3_infer.api as api
+
+    calls, loaded = [], []
+    _fake_exporter(monkeypatch, calls)
+    monkeypatch.setattr(download, "can_export", lambda model: True)
+
+    class Dummy:
+        def load_model(self, path, device="auto"):
+            loaded.append(path)
+
+    monkeypatch.setattr(api, "_import_adapter", lambda mid: Dummy)
+    api.load_model("fast", cache=False)
+    api.load_model("fast", cache=False)
+    target = local_models.root / "mr_mt3" / "mr_mt3.mt3i.pt"
+    assert loaded == [str(target), str(target)] and len(calls) == 1
+    # without torch/exporter and without a cached export, the original checkpoint is handed over
+    target.unlink()
+    monkeypatch.setattr(download, "can_export", lambda model: False)
+    api.load_model("fast", cache=False)
+    assert loaded[-1] == str(local_models.root / "mr_mt3" / "mt3.pth")
+
+
+def test_can_export_false_without_exporter_module(monkeypatch):
+    monkeypatch.setattr(download, "torch_available", lambda: False)
+    assert download.can_export("fast") is False
