@@ -173,7 +173,7 @@ def _prepare_checkpoint(model_id: str, explicit: Optional[Path], auto_download: 
     from . import download
 
     default = registry.default_checkpoint_path(model_id)
-    if explicit is not None and explicit != default:
+    if explicit is not None and explicit.absolute() != default.absolute():
         if not explicit.exists() or (explicit.is_dir() and not any(explicit.iterdir())):
             raise CheckpointError(
                 f"Checkpoint not found: {explicit}\n"
