@@ -453,6 +453,8 @@ def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
                 raise CheckpointDownloadError(
                     f"Failed to download checkpoint for model '{mid}':\n{exc}"
                 ) from exc
+    else:
+        _status(f"Checkpoint already present: {registry.default_checkpoint_path(mid)}", quiet)
     _write_generated(mid)
     return registry.default_checkpoint_path(mid)
 
