@@ -16,6 +16,7 @@ from .exceptions import (
 __version__ = "0.3.0"
 
 from . import _core  # noqa: E402  (native extension)
+from .features import compute_features  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -26,4 +27,5 @@ __all__ = [
     "FrameworkError",
     "AudioError",
     "InferenceError",
+    "compute_features",
 ]

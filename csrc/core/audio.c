@@ -10,6 +10,9 @@
 
 /* Input samples handled per chunk by the streaming resamplers. */
 #define CHUNK_SAMPLES 65536
+/* Largest sinc kernel (floats) accepted: 64 MB.  Common rates need < 1 MB;
+ * rates sharing only a tiny gcd with 16000 (e.g. 44101 Hz) would need GBs. */
+#define SINC_MAX_KERNEL ((size_t)16 << 20)
 
 const char *mt3_sample_type_name(mt3_sample_type t)
 {
@@ -299,6 +302,12 @@ static int resample_sinc(const mt3_audio_view *v, int sr, float *out, size_t n_o
     const double base = (a < b ? a : b) * 0.99;
     const int W = (int)ceil(6.0 * a / base);
     const int taps = 2 * W + a;
+    if ((size_t)b * (size_t)taps > SINC_MAX_KERNEL)
+        return mt3_error_set(err, MT3_E_AUDIO,
+                             "sample rate %d Hz: the torchaudio-style sinc resampler would need a "
+                             "%d x %d kernel (%.0f MB) because gcd(%d, 16000) = %lld; resample with "
+                             "soxr_hq instead, or to a common rate first",
+                             sr, b, taps, (double)b * taps * 4.0 / 1e6, sr, g);
     /* strides (groups of b outputs) per chunk */
     const size_t K = a >= CHUNK_SAMPLES ? 1 : CHUNK_SAMPLES / (size_t)a;
     const size_t span = K * (size_t)a + (size_t)taps; /* input samples one chunk reads */

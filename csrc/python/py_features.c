@@ -244,11 +244,22 @@ static mt3_resampler default_resampler(mt3_preset p)
 static PyObject *py_compute_features(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *kwlist[] = {"audio", "sr", "preset", "num_threads", "resampler", "stage", NULL};
+    static char *kwlist[] = {"audio",     "sr",    "preset",        "num_threads",
+                             "resampler", "stage", "segment_range", NULL};
     PyObject *audio, *sr_o = NULL, *preset_o = NULL, *nt_o = NULL, *rs_o = NULL, *stage_o = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOOO:compute_features", kwlist, &audio, &sr_o,
-                                     &preset_o, &nt_o, &rs_o, &stage_o))
+    PyObject *range_o = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOOOO:compute_features", kwlist, &audio, &sr_o,
+                                     &preset_o, &nt_o, &rs_o, &stage_o, &range_o))
         return NULL;
+    Py_ssize_t rbeg = 0, rend = -1; /* segment_range=(begin, end): only those segments */
+    if (range_o && range_o != Py_None) {
+        if (!PyArg_ParseTuple(range_o, "nn;segment_range must be a (begin, end) tuple", &rbeg, &rend))
+            return NULL;
+        if (rbeg < 0 || rend < rbeg) {
+            PyErr_SetString(PyExc_ValueError, "segment_range must satisfy 0 <= begin <= end");
+            return NULL;
+        }
+    }
     int sr = MT3_AUDIO_TARGET_SR, nt;
     mt3_preset preset = MT3_PRESET_MT3_PYTORCH;
     mt3_resampler rs;
@@ -281,9 +292,31 @@ static PyObject *py_compute_features(PyObject *self, PyObject *args, PyObject *k
     } else {
         rc = mt3_audio_prepare(&view, sr, rs, &mono, &n, &err);
     }
-    if (rc == MT3_OK)
-        rc = mt3_features_compute_ex(preset, direct ? (const float *)view.data : mono, n, nt, stage,
-                                     &feat, &err);
+    const float *x = direct ? (const float *)view.data : mono;
+    if (rc == MT3_OK && rend < 0) {
+        rc = mt3_features_compute_ex(preset, x, n, nt, stage, &feat, &err);
+    } else if (rc == MT3_OK) {
+        const mt3_preset_info *in = mt3_preset_get_info(preset);
+        size_t total = mt3_features_num_segments(preset, n);
+        size_t cnt = (size_t)rend - (size_t)rbeg;
+        feat.n_frames = in->n_frames;
+        feat.n_bins = in->n_bins;
+        if ((size_t)rend > total) {
+            rc = mt3_error_set(&err, MT3_E_VALUE, "segment_range (%zd, %zd) beyond the %zu segments",
+                               rbeg, rend, total);
+        } else if (cnt > 0) {
+            feat.data = malloc(cnt * (size_t)in->n_frames * (size_t)in->n_bins * sizeof(float));
+            if (!feat.data)
+                rc = mt3_error_set(&err, MT3_E_NOMEM, "out of memory");
+            else
+                rc = mt3_features_compute_range(preset, x, n, (size_t)rbeg, (size_t)rend, stage, nt,
+                                                feat.data, NULL, &err);
+            if (rc != MT3_OK)
+                mt3_features_free(&feat);
+            else
+                feat.n_segments = (int)cnt;
+        }
+    }
     free(mono);
     Py_END_ALLOW_THREADS
     Py_DECREF(keep);
@@ -365,7 +398,7 @@ static PyMethodDef feature_methods[] = {
     {"compute_features", (PyCFunction)(void (*)(void))py_compute_features,
      METH_VARARGS | METH_KEYWORDS,
      "compute_features(audio, sr=16000, preset='mt3_pytorch', num_threads=1, resampler=None, "
-     "stage='final') -> float32 ndarray (segments, frames, bins)"},
+     "stage='final', segment_range=None) -> float32 ndarray (segments, frames, bins)"},
     {"resample", (PyCFunction)(void (*)(void))py_resample, METH_VARARGS | METH_KEYWORDS,
      "resample(audio, sr, method='soxr_hq') -> float32 16 kHz mono ndarray"},
     {"feature_layout", (PyCFunction)(void (*)(void))py_feature_layout,
