@@ -550,3 +550,37 @@ def test_other_bad_arguments():
         mt3_infer.compute_features(_x(), 44100, resampler="fft")
     with pytest.raises(ValueError, match="stage"):
         _core.compute_features(_x(), 16000, stage="mel")
+
+
+# ----------------------------------------------------------------------------
+# concurrency: first use of every preset from many threads at once
+# ----------------------------------------------------------------------------
+
+_CONCURRENT = r"""
+import threading, numpy as np, mt3_infer
+rng = np.random.default_rng(0)
+x = (0.2 * rng.standard_normal(40000)).astype(np.float32)
+presets = ["mr_mt3", "mt3_pytorch", "mt3_reference", "yourmt3"] * 3
+res = [None] * len(presets)
+barrier = threading.Barrier(len(presets))
+def work(i):
+    barrier.wait()  # all threads hit the one-time table init together
+    res[i] = mt3_infer.compute_features(x, 44100, presets[i], num_threads=2)
+ts = [threading.Thread(target=work, args=(i,)) for i in range(len(presets))]
+[t.start() for t in ts]; [t.join() for t in ts]
+for i, p in enumerate(presets):
+    assert np.array_equal(res[i], mt3_infer.compute_features(x, 44100, p)), p
+print("ok")
+"""
+
+
+def test_concurrent_first_use_gives_sequential_results():
+    import subprocess
+    import sys
+
+    # -P: import mt3_infer as the parent does (under `make asan`: the sanitized build)
+    flags = ["-P"] if sys.version_info >= (3, 11) else []
+    out = subprocess.run([sys.executable, *flags, "-c", _CONCURRENT], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
