@@ -24,7 +24,10 @@
  *                         0.99), kernel computed in float32 like torchaudio for
  *                         a float32 waveform (used by YourMT3 and the anchor's
  *                         load_audio).  Output length ceil(b * N / a) (exact
- *                         integer arithmetic), b/a = 16000/sr reduced.
+ *                         integer arithmetic), b/a = 16000/sr reduced.  Rates
+ *                         sharing only a tiny gcd with 16000 (e.g. 44101 Hz)
+ *                         would need a kernel over 64 MB and are refused with
+ *                         MT3_E_AUDIO (soxr_hq handles any rate).
  * When sr == 16000 no resampler runs (both adapters skip resampling then).
  *
  * Everything streams in bounded chunks: memory use is the output buffer plus a
