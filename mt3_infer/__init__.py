@@ -28,6 +28,7 @@ from .api import (  # noqa: E402
 )
 from .session import MT3Session  # noqa: E402
 from .audio import load_audio  # noqa: E402
+from .features import compute_features  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -49,4 +50,5 @@ __all__ = [
     # additions (not in mt3-infer 0.2.0)
     "transcribe_notes",
     "load_audio",
+    "compute_features",
 ]
