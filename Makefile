@@ -24,8 +24,8 @@ sysdeps:
 	    $(SUDO) apt-get install -y -qq libkissfft-dev libsoxr-dev pkg-config >/dev/null; \
 	fi
 
-$(VENV)/.deps-stamp:
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.deps-stamp: Makefile
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN) $(DEV_DEPS)
 	touch $@
