@@ -26,7 +26,6 @@ sysdeps:
 
 $(VENV)/.deps-stamp: Makefile
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN) $(DEV_DEPS)
 	touch $@
 
