@@ -16,6 +16,7 @@ from .exceptions import (
 __version__ = "0.3.0"
 
 from . import _core  # noqa: E402  (native extension)
+from .codec import decode_tokens, notes_to_midi  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -26,4 +27,6 @@ __all__ = [
     "FrameworkError",
     "AudioError",
     "InferenceError",
+    "decode_tokens",
+    "notes_to_midi",
 ]
