@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 # Pinned on purpose: an unpinned torch pulls several GB of CUDA wheels.
 TORCH_PIN := torch==2.13.0
-DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel
+DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel pretty_midi==0.2.11
 
 .PHONY: all sysdeps venv build test test-fast bench asan clean
 
@@ -52,10 +52,13 @@ asan: sysdeps venv
 	MT3_SANITIZE=1 MT3_NO_ENGINE=1 $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp
 	cp mt3_infer/*.py build/asan/mt3_infer/
 	mkdir -p build/asan/mt3_infer/export && cp mt3_infer/export/*.py build/asan/mt3_infer/export/
-	PYTHONPATH=build/asan \
+	# Run from inside build/asan (own pytest.ini, copied tests): from the repo root, pytest and
+	# the editable install would import the in-tree, unsanitized _core instead.
+	rm -rf build/asan/tests && cp -r tests build/asan/tests && printf '[pytest]\n' > build/asan/pytest.ini
+	cd build/asan && PYTHONPATH=. \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	    $(PY) -m pytest -q -p no:cacheprovider $(wildcard $(ASAN_TESTS))
+	    $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(wildcard $(ASAN_TESTS))
 
 clean:
 	rm -rf build *.egg-info mt3_infer/*.so
