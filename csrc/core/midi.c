@@ -127,43 +127,7 @@ static int to_deltas(mtrack *t, mt3_error *err)
 /* ------------------------------------------------------------------------ */
 /* byte output (mido's writer)                                               */
 
-typedef struct bbuf {
-    uint8_t *p;
-    size_t n, cap;
-    int oom;
-} bbuf;
-
-static void bb_put(bbuf *b, const void *src, size_t len)
-{
-    if (b->oom)
-        return;
-    if (len > b->cap - b->n) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->n < len) {
-            if (cap > SIZE_MAX / 2) {
-                b->oom = 1;
-                return;
-            }
-            cap *= 2;
-        }
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, src, len);
-    b->n += len;
-}
-
-static void bb_byte(bbuf *b, uint8_t v)
-{
-    bb_put(b, &v, 1);
-}
-
-static void bb_varlen(bbuf *b, uint64_t v)
+static inline uint8_t *put_varlen(uint8_t *p, uint64_t v)
 {
     uint8_t tmp[10];
     int n = 0;
@@ -171,70 +135,79 @@ static void bb_varlen(bbuf *b, uint64_t v)
     while (v >>= 7)
         tmp[n++] = (uint8_t)(0x80 | (v & 0x7F));
     while (n)
-        bb_byte(b, tmp[--n]);
+        *p++ = tmp[--n];
+    return p;
 }
 
-static void bb_be(bbuf *b, uint64_t v, int nbytes)
+static inline uint8_t *put_be(uint8_t *p, uint64_t v, int nbytes)
 {
     for (int i = nbytes - 1; i >= 0; i--)
-        bb_byte(b, (uint8_t)(v >> (8 * i)));
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
 }
 
+/* mido's writer: varlen deltas, running status for channel messages (reset by
+ * meta events), meta = FF type varlen(len) data. */
 static int serialize(const mfile *f, int tpq, uint8_t **bytes, size_t *len, mt3_error *err)
 {
-    bbuf b = {0};
     if (f->n > 32767)
         return mt3_error_set(err, MT3_E_VALUE, "too many MIDI tracks (%zu)", f->n);
-    bb_put(&b, "MThd", 4);
-    bb_be(&b, 6, 4);
-    bb_be(&b, 1, 2); /* type 1 */
-    bb_be(&b, f->n, 2);
-    bb_be(&b, (uint64_t)tpq, 2);
+    /* upper bound of the file size */
+    size_t bound = 14;
     for (size_t ti = 0; ti < f->n; ti++) {
         const mtrack *t = &f->t[ti];
-        bb_put(&b, "MTrk", 4);
-        size_t len_at = b.n;
-        bb_be(&b, 0, 4);
+        if (t->n > (SIZE_MAX / 2 - bound) / 24)
+            return mt3_error_set(err, MT3_E_NOMEM, "MIDI file too large");
+        bound += 8 + t->n * 13;
+        for (size_t i = 0; i < t->n; i++)
+            if (t->m[i].kind == K_META)
+                bound += 12 + (t->m[i].text ? strlen(t->m[i].text) : t->m[i].mlen);
+    }
+    uint8_t *buf = malloc(bound);
+    if (!buf)
+        return mt3_error_set(err, MT3_E_NOMEM, "out of memory writing MIDI bytes");
+    uint8_t *p = buf;
+    memcpy(p, "MThd", 4);
+    p = put_be(p + 4, 6, 4);
+    p = put_be(p, 1, 2); /* type 1 */
+    p = put_be(p, f->n, 2);
+    p = put_be(p, (uint64_t)tpq, 2);
+    for (size_t ti = 0; ti < f->n; ti++) {
+        const mtrack *t = &f->t[ti];
+        memcpy(p, "MTrk", 4);
+        uint8_t *len_at = p + 4;
+        p += 8;
         int running = -1;
         for (size_t i = 0; i < t->n; i++) {
             const mmsg *m = &t->m[i];
-            bb_varlen(&b, m->delta);
+            p = put_varlen(p, m->delta);
             if (m->kind == K_META) {
-                bb_byte(&b, 0xFF);
-                bb_byte(&b, m->meta);
-                if (m->text) {
-                    size_t tl = strlen(m->text);
-                    bb_varlen(&b, tl);
-                    bb_put(&b, m->text, tl);
-                } else {
-                    bb_varlen(&b, m->mlen);
-                    bb_put(&b, m->mdata, m->mlen);
-                }
+                *p++ = 0xFF;
+                *p++ = m->meta;
+                const void *data = m->text ? (const void *)m->text : (const void *)m->mdata;
+                size_t dl = m->text ? strlen(m->text) : m->mlen;
+                p = put_varlen(p, dl);
+                memcpy(p, data, dl);
+                p += dl;
                 running = -1;
+            } else if (m->b[0] == running) {
+                memcpy(p, m->b + 1, (size_t)m->nb - 1);
+                p += m->nb - 1;
             } else {
-                if (m->b[0] == running)
-                    bb_put(&b, m->b + 1, (size_t)m->nb - 1);
-                else
-                    bb_put(&b, m->b, m->nb);
+                memcpy(p, m->b, m->nb);
+                p += m->nb;
                 running = m->b[0];
             }
         }
-        if (b.oom)
-            break;
-        size_t tl = b.n - len_at - 4;
+        size_t tl = (size_t)(p - len_at) - 4;
         if (tl > 0xFFFFFFFFu) {
-            free(b.p);
+            free(buf);
             return mt3_error_set(err, MT3_E_VALUE, "MIDI track longer than 4 GiB");
         }
-        for (int k = 0; k < 4; k++)
-            b.p[len_at + k] = (uint8_t)(tl >> (8 * (3 - k)));
+        put_be(len_at, tl, 4);
     }
-    if (b.oom) {
-        free(b.p);
-        return mt3_error_set(err, MT3_E_NOMEM, "out of memory writing MIDI bytes");
-    }
-    *bytes = b.p;
-    *len = b.n;
+    *bytes = buf;
+    *len = (size_t)(p - buf);
     return MT3_OK;
 }
 
@@ -387,8 +360,13 @@ static int write_pretty(const mt3_note *notes, size_t n, mfile *f, mt3_error *er
     inst insts[256];
     size_t ninst = 0;
     size_t *note_inst = malloc((n ? n : 1) * sizeof *note_inst);
-    if (!note_inst)
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    size_t first[257];
+    if (!note_inst || !order) {
+        free(note_inst);
+        free(order);
         return mt3_error_set(err, MT3_E_NOMEM, "out of memory writing MIDI");
+    }
     for (size_t i = 0; i < n; i++) {
         int d = notes[i].is_drum ? 1 : 0;
         int32_t p = notes[i].program > 127 ? 0 : notes[i].program;
@@ -402,6 +380,15 @@ static int write_pretty(const mt3_note *notes, size_t n, mfile *f, mt3_error *er
         note_inst[i] = (size_t)slot[d][p];
         insts[slot[d][p]].count++;
     }
+    /* note indices grouped by instrument, list order kept (counting sort) */
+    first[0] = 0;
+    for (size_t k = 0; k < ninst; k++)
+        first[k + 1] = first[k] + insts[k].count;
+    for (size_t i = 0; i < n; i++)
+        order[first[note_inst[i]]++] = i;
+    for (size_t k = ninst; k > 0; k--)
+        first[k] = first[k - 1];
+    first[0] = 0;
 
     mtrack *t = mfile_add(f, err);
     if (!t) {
@@ -426,9 +413,8 @@ static int write_pretty(const mt3_note *notes, size_t n, mfile *f, mt3_error *er
         m.score = 6u * 65536u;
         if ((rc = mtrack_push(t, &m, err)))
             goto done;
-        for (size_t i = 0; i < n; i++) {
-            if (note_inst[i] != k)
-                continue;
+        for (size_t oi = first[k]; oi < first[k + 1]; oi++) {
+            size_t i = order[oi];
             uint8_t p = (uint8_t)notes[i].pitch, v = (uint8_t)notes[i].velocity;
             m = ch_msg(pretty_tick(notes[i].onset), (uint8_t)(0x90 | ch), p, v, 3);
             m.score = 10u * 65536u + 256u * p + v;
@@ -446,6 +432,7 @@ static int write_pretty(const mt3_note *notes, size_t n, mfile *f, mt3_error *er
     }
 done:
     free(note_inst);
+    free(order);
     return rc;
 }
 
@@ -544,6 +531,7 @@ static int cmp_yme(const void *pa, const void *pb, void *ctx)
 static int write_ymt3(const mt3_note *notes, size_t n, mfile *f, mt3_error *err)
 {
     int rc = MT3_OK;
+    size_t *byprog = NULL;
     if (n > SIZE_MAX / 3 / sizeof(yme))
         return mt3_error_set(err, MT3_E_NOMEM, "too many notes");
     yme *ev = malloc((n ? 3 * n : 1) * sizeof *ev);
@@ -569,8 +557,24 @@ static int write_ymt3(const mt3_note *notes, size_t n, mfile *f, mt3_error *err)
         goto done;
 
     uint8_t present[129] = {0};
-    for (size_t i = 0; i < ne; i++)
+    size_t pstart[130] = {0};
+    for (size_t i = 0; i < ne; i++) {
         present[ev[i].program] = 1;
+        pstart[ev[i].program + 1]++;
+    }
+    for (int p = 0; p < 129; p++)
+        pstart[p + 1] += pstart[p];
+    byprog = malloc((ne ? ne : 1) * sizeof *byprog);
+    if (!byprog) {
+        rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory writing MIDI");
+        goto done;
+    }
+    {
+        size_t fill[129];
+        memcpy(fill, pstart, sizeof fill);
+        for (size_t i = 0; i < ne; i++)
+            byprog[fill[ev[i].program]++] = i;
+    }
     uint8_t chan[129];
     size_t next = 0;
     for (int p = 0; p < 128; p++)
@@ -624,9 +628,8 @@ static int write_ymt3(const mt3_note *notes, size_t n, mfile *f, mt3_error *err)
         m = ch_msg(0, (uint8_t)(0xC0 | ch), pc, 0, 2);
         if ((rc = mtrack_push(t, &m, err)))
             goto done;
-        for (size_t i = 0; i < ne; i++) {
-            if (ev[i].program != p)
-                continue;
+        for (size_t bi = pstart[p]; bi < pstart[p + 1]; bi++) {
+            size_t i = byprog[bi];
             int64_t tick = (int64_t)nearbyint(ev[i].time / scale);
             if (ev[i].velocity > 0)
                 m = ch_msg(tick, (uint8_t)(0x90 | ch), (uint8_t)ev[i].pitch, 100, 3);
@@ -639,6 +642,7 @@ static int write_ymt3(const mt3_note *notes, size_t n, mfile *f, mt3_error *err)
             goto done;
     }
 done:
+    free(byprog);
     free(ev);
     return rc;
 }

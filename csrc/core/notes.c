@@ -91,6 +91,12 @@ int mt3_stable_sort(void *base, size_t n, size_t size,
         for (size_t lo = 0; lo < n; lo += 2 * w) {
             size_t mid = (w < n - lo) ? lo + w : n;
             size_t hi = (w < n - mid) ? mid + w : n;
+            if (mid == hi || cmp(src + (mid - 1) * size, src + mid * size, ctx) <= 0) {
+                memcpy(dst + lo * size, src + lo * size, (hi - lo) * size); /* already ordered */
+                if (hi == n)
+                    break;
+                continue;
+            }
             size_t i = lo, j = mid, k = lo;
             while (i < mid && j < hi) {
                 if (cmp(src + i * size, src + j * size, ctx) <= 0)
@@ -639,11 +645,55 @@ static void validate_fix(mt3_note *v, size_t n)
 typedef struct ywork {
     omap open;
     uint8_t tieset[NKEYS];
-    int32_t *ties, *active, *prev_active; /* (program, pitch) keys as KEY(pitch, program) */
+    /* (program, pitch) keys as KEY(pitch, program) */
+    int32_t *ties, *active, *prev_active;
     size_t n_ties, n_active, n_prev;
+    /* O(1) "remove the first occurrence" on `active` (Python list.remove): per-key
+     * FIFO of positions, removed entries marked dead and compacted at row end */
+    int32_t *next_same;
+    uint8_t *dead;
+    int32_t head[NKEYS], tail[NKEYS];
     yev_vec seg, merged;
     mt3_notes chan;
 } ywork;
+
+static void act_append(ywork *w, int32_t k)
+{
+    size_t pos = w->n_active++;
+    w->active[pos] = k;
+    w->dead[pos] = 0;
+    w->next_same[pos] = -1;
+    if (w->tail[k] >= 0)
+        w->next_same[w->tail[k]] = (int32_t)pos;
+    else
+        w->head[k] = (int32_t)pos;
+    w->tail[k] = (int32_t)pos;
+}
+
+static int act_remove_first(ywork *w, int32_t k)
+{
+    int32_t pos = w->head[k];
+    if (pos < 0)
+        return 0;
+    w->dead[pos] = 1;
+    w->head[k] = w->next_same[pos];
+    if (w->head[k] < 0)
+        w->tail[k] = -1;
+    return 1;
+}
+
+/* drop dead entries, reset the per-key queues */
+static void act_compact(ywork *w)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < w->n_active; i++) {
+        int32_t k = w->active[i];
+        w->head[k] = w->tail[k] = -1;
+        if (!w->dead[i])
+            w->active[m++] = k;
+    }
+    w->n_active = m;
+}
 
 /* event2note_event for one row (yourmt3 §7.1).  Fills w->seg (sorted),
  * w->ties, w->active. */
@@ -668,11 +718,12 @@ static int ymt3_row(ywork *w, const int64_t *row, size_t length, double st, mt3_
             if (prog < 0)
                 continue; /* Err/Missing prg in tie */
             w->ties[w->n_ties++] = KEY(ev.value, prog);
-            w->active[w->n_active++] = KEY(ev.value, prog);
+            act_append(w, KEY(ev.value, prog));
         }
     }
     if (tie_idx == length) { /* Err/Missing tie: the row is discarded */
         w->n_ties = 0;
+        act_compact(w);
         w->n_active = 0;
         return MT3_OK;
     }
@@ -708,18 +759,10 @@ static int ymt3_row(ywork *w, const int64_t *row, size_t length, double st, mt3_
             if (prog < 0 || vel < 0)
                 break; /* Err/Missing prg, Err/Missing vel */
             int32_t k = KEY(ev.value, prog);
-            if (vel > 0) {
-                w->active[w->n_active++] = k;
-            } else {
-                size_t a = 0;
-                while (a < w->n_active && w->active[a] != k)
-                    a++;
-                if (a == w->n_active)
-                    break; /* Err/Note off without note on: no event */
-                memmove(w->active + a, w->active + a + 1,
-                        (w->n_active - a - 1) * sizeof(int32_t));
-                w->n_active--;
-            }
+            if (vel > 0)
+                act_append(w, k);
+            else if (!act_remove_first(w, k))
+                break; /* Err/Note off without note on: no event */
             e.time = (double)tick / 100.0;
             e.pitch = ev.value;
             e.program = prog;
@@ -736,6 +779,7 @@ static int ymt3_row(ywork *w, const int64_t *row, size_t length, double st, mt3_
             break;
         }
     }
+    act_compact(w);
     return mt3_stable_sort(w->seg.items, w->seg.n, sizeof(yev), cmp_ev_tdpvp, NULL, err);
 }
 
@@ -863,7 +907,11 @@ static int decode_ymt3(const int64_t *tokens, size_t nseg, size_t nch, size_t le
     w->ties = malloc(cap * sizeof(int32_t));
     w->active = malloc(cap * sizeof(int32_t));
     w->prev_active = malloc(cap * sizeof(int32_t));
-    if (!w->ties || !w->active || !w->prev_active) {
+    w->next_same = malloc(cap * sizeof(int32_t));
+    w->dead = malloc(cap);
+    for (size_t k = 0; k < NKEYS; k++)
+        w->head[k] = w->tail[k] = -1;
+    if (!w->ties || !w->active || !w->prev_active || !w->next_same || !w->dead) {
         rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for the YourMT3 decoder");
         goto done;
     }
@@ -900,6 +948,8 @@ done:
         free(w->ties);
         free(w->active);
         free(w->prev_active);
+        free(w->next_same);
+        free(w->dead);
         free(w->seg.items);
         free(w->merged.items);
         mt3_notes_free(&w->chan);
