@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 # Pinned on purpose: an unpinned torch pulls several GB of CUDA wheels.
 TORCH_PIN := torch==2.13.0
-DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel soxr
+DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi==0.2.11
 
 .PHONY: all sysdeps venv build test test-fast bench asan clean
 

@@ -29,6 +29,7 @@ from .api import (  # noqa: E402
 from .session import MT3Session  # noqa: E402
 from .audio import load_audio  # noqa: E402
 from .features import compute_features  # noqa: E402
+from .codec import decode_tokens, notes_to_midi  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -51,4 +52,6 @@ __all__ = [
     "transcribe_notes",
     "load_audio",
     "compute_features",
+    "decode_tokens",
+    "notes_to_midi",
 ]
