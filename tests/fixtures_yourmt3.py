@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import os
 import sys
 import types
 from typing import Dict, Optional, Tuple

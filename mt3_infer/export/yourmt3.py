@@ -28,14 +28,11 @@ tensor or container data.
 
 import builtins
 import collections
-import copyreg
-import json
 import math
 import os
 import pathlib
 import pickle
 import re
-import tempfile
 import types
 import warnings
 import zipfile
@@ -47,11 +44,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..exceptions import CheckpointError
+from . import common as _common
 
-FORMAT_VERSION = 1
-EXPORTER_VERSION = "yourmt3-1"
+EXPORTER_VERSION = "yourmt3-1"  # recorded as the meta extra "yourmt3_exporter"
 FAMILY = "yourmt3"
-META_FILE = "mt3_infer.json"
 START_ID = 0
 EOS_ID = 1
 PAD_ID = 0
@@ -1130,41 +1126,30 @@ def build_model_from_state_dict(sd: Dict[str, Tensor], hparams: Optional[dict],
 # =============================================================================
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def export_meta(cfg: YourMT3Config, source_sha256: str = "") -> Dict[str, Any]:
-    """The mt3_infer.json of the engine contract (format_version 1)."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "family": FAMILY,
-        "frames": cfg.frames,
-        "feature_bins": cfg.feature_bins,
-        "channels": cfg.channels,
-        "n_layers": cfg.n_layers,
-        "n_heads": cfg.n_heads,
-        "d_kv": cfg.d_kv,
-        "memory_len": cfg.frames,
-        "max_len": cfg.max_len,
-        "vocab_size": cfg.vocab,
-        "start_id": START_ID,
-        "eos_id": EOS_ID,
-        "pad_id": PAD_ID,
-        "max_new_tokens": MAX_NEW_TOKENS,
-        "check_first_eos": False,
-        "source_sha256": source_sha256,
-        "exporter_version": EXPORTER_VERSION,
-        "model": "yptf_moe_nops",
-        "encoder_norm": "rms_norm" if cfg.rms_norm else "layer_norm",
-        "config": asdict(cfg),
-    }
+    """The validated mt3_infer.json of the engine contract (format_version 1)."""
+    return _common.build_meta(
+        family=FAMILY,
+        frames=cfg.frames,
+        feature_bins=cfg.feature_bins,
+        channels=cfg.channels,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        d_kv=cfg.d_kv,
+        memory_len=cfg.frames,
+        max_len=cfg.max_len,
+        vocab_size=cfg.vocab,
+        max_new_tokens=MAX_NEW_TOKENS,
+        check_first_eos=False,
+        source_sha256=source_sha256,
+        start_id=START_ID,
+        eos_id=EOS_ID,
+        pad_id=PAD_ID,
+        model="yptf_moe_nops",
+        yourmt3_exporter=EXPORTER_VERSION,
+        encoder_norm="rms_norm" if cfg.rms_norm else "layer_norm",
+        config=asdict(cfg),
+    )
 
 
 def script_model(net: YourMT3Net) -> torch.jit.ScriptModule:
@@ -1178,30 +1163,17 @@ def export_checkpoint(checkpoint, out, *, sha256: Optional[str] = None) -> Dict[
 
     The checkpoint is read without executing pickled code and checked strictly
     (CheckpointError on any problem).  The artifact is written atomically and
-    carries ``mt3_infer.json``; the metadata dict is returned.
+    carries ``mt3_infer.json``; the metadata dict is returned.  ``sha256`` may
+    pass a checksum already computed by the caller.
     """
     checkpoint = os.fspath(checkpoint)
-    out = os.fspath(out)
     net, cfg = build_model(checkpoint)
-    meta = export_meta(cfg, sha256 or _sha256(checkpoint))
+    meta = export_meta(cfg, sha256 or _common.sha256_file(checkpoint))
     scripted = script_model(net)
-    save_scripted(scripted, meta, out)
+    with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _common.save_scripted(scripted, os.fspath(out), meta)
     return meta
-
-
-def save_scripted(scripted: torch.jit.ScriptModule, meta: Dict[str, Any], out: str) -> None:
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".mt3_export_", suffix=".pt", dir=folder)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(scripted, tmp, _extra_files={META_FILE: json.dumps(meta, sort_keys=True)})
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # =============================================================================
