@@ -159,6 +159,9 @@ def _safe_globals() -> Dict[Tuple[str, str], Any]:
 
     table: Dict[Tuple[str, str], Any] = {
         ("collections", "OrderedDict"): collections.OrderedDict,
+        ("collections", "defaultdict"): collections.defaultdict,
+        ("collections", "Counter"): collections.Counter,
+        ("builtins", "object"): object,
         ("torch._utils", "_rebuild_tensor_v2"): tu._rebuild_tensor_v2,
         ("torch._utils", "_rebuild_parameter"): tu._rebuild_parameter,
         ("torch", "Size"): torch.Size,
@@ -263,7 +266,9 @@ def _read_checkpoint_object(path: str) -> Any:
     if not any(n.endswith("data.pkl") for n in names):
         raise CheckpointError(f"{path} is a zip file but not a PyTorch checkpoint (no data.pkl).")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PICKLE_MODULE)
+        # mmap: the optimizer moments (2/3 of last.ckpt) are never read into memory
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True,
+                          pickle_module=_PICKLE_MODULE)
     except _Refused as exc:
         raise CheckpointError(
             f"refusing to load {path}: its pickle references the global '{exc.args[0]}', which is "
@@ -677,13 +682,15 @@ def _rms(x: Tensor, w: Tensor, eps: float) -> Tensor:
     return w * (x * torch.rsqrt(var + eps)).to(w.dtype)
 
 
-def _rope_table(freqs: Tensor, kind: str, n: int, device: torch.device) -> Tuple[Tensor, Tensor]:
-    """cos/sin of the interleaved-pair angles, (n, 2*len(freqs)), angles in fp32."""
+def _rope_table(freq_list: List[float], kind: str, n: int, device: torch.device) -> Tuple[Tensor, Tensor]:
+    """cos/sin of the interleaved-pair angles, (n, 2*len(freqs)), angles in fp32.
+    The frequencies are module constants (fp32 values), untouched by dtype casts."""
+    freqs = torch.tensor(freq_list, dtype=torch.float32, device=device)
     if kind == "pixel":
         pos = torch.linspace(-1.0, 1.0, n, dtype=torch.float32, device=device)
     else:
         pos = torch.arange(n, dtype=torch.float32, device=device)
-    ang = pos.unsqueeze(1) * freqs.float().unsqueeze(0)
+    ang = pos.unsqueeze(1) * freqs.unsqueeze(0)
     ang = torch.repeat_interleave(ang, 2, dim=1)
     return ang.cos(), ang.sin()
 
@@ -880,6 +887,7 @@ class YourMT3Net(nn.Module):
     dec_eps: float
     head_scale: float
     rope_kinds: List[str]
+    rope_freqs: List[List[float]]
 
     def __init__(self, cfg: YourMT3Config):
         super().__init__()
@@ -894,7 +902,7 @@ class YourMT3Net(nn.Module):
             [_ResBlock(1 if i == 0 else cfg.conv_ch, cfg.conv_ch) for i in range(cfg.n_pre_blocks)]
         )
         self.latents = nn.Parameter(torch.zeros(cfg.num_latents, cfg.d_latent))
-        self.register_buffer("freqs", torch.zeros(3, cfg.rope_len))
+        self.rope_freqs = [[0.0] * cfg.rope_len for _ in range(3)]  # sca, latent, temporal
         self.blocks = nn.ModuleList([_Block(cfg) for _ in range(cfg.n_blocks)])
         self.bridge = nn.Parameter(torch.zeros(cfg.d_model, cfg.group * cfg.d_latent))
         D, inner, L = cfg.d_model, cfg.n_heads * cfg.d_kv, cfg.n_layers
@@ -927,9 +935,9 @@ class YourMT3Net(nn.Module):
         kk, d = self.latents.size(0), self.latents.size(1)
         z = self.latents.unsqueeze(0).expand(b * t, kk, d)
         dev = features.device
-        c0, s0 = _rope_table(self.freqs[0], self.rope_kinds[0], kk, dev)
-        c1, s1 = _rope_table(self.freqs[1], self.rope_kinds[1], kk, dev)
-        c2, s2 = _rope_table(self.freqs[2], self.rope_kinds[2], t, dev)
+        c0, s0 = _rope_table(self.rope_freqs[0], self.rope_kinds[0], kk, dev)
+        c1, s1 = _rope_table(self.rope_freqs[1], self.rope_kinds[1], kk, dev)
+        c2, s2 = _rope_table(self.rope_freqs[2], self.rope_kinds[2], t, dev)
         tables = [c0, s0, c1, s1, c2, s2]
         for blk in self.blocks:
             z = blk(z, kv, b, t, tables)
@@ -1036,8 +1044,8 @@ class YourMT3Net(nn.Module):
                 blk.ws.copy_(g(p + "shortcut.weight"))
                 blk.bs.copy_(g(p + "shortcut.bias"))
         self.latents.copy_(g("encoder.latent_array.latents"))
-        for r, name in enumerate(("sca", "latent", "temporal")):
-            self.freqs[r].copy_(g(f"encoder.rotary_emb_{name}.freqs"))
+        self.rope_freqs = [g(f"encoder.rotary_emb_{name}.freqs").tolist()
+                           for name in ("sca", "latent", "temporal")]
 
         def norm(mod: _Norm, key: str):
             mod.weight.copy_(g(key + ".weight"))
