@@ -446,3 +446,23 @@ def test_full_size_checkpoint_strict_load_and_export(tmp_path):
             with torch.no_grad():
                 ck, cv = m.encode(torch.rand(1, 110, 1024))
             assert ck.shape == (8, 13, 6, 110, 64)
+
+
+def test_engine_decode_loop_runs_the_artifact(tmp_path, small):
+    """The exported file through the libtorch engine and the C greedy loop
+    (check_first_eos false, max 256) gives the Python loop's tokens."""
+    _engine = pytest.importorskip("mt3_infer._engine")
+    if not hasattr(_engine, "load_engine_model") or _engine.engine_library_path() is None:
+        pytest.skip("libtorch engine not built")
+    out = tmp_path / "e.pt"
+    Y.export_checkpoint(small[True]["path"], out)
+    model, meta = _engine.load_engine_model(out, device="cpu")
+    assert meta["family"] == "yourmt3" and meta["check_first_eos"] is False
+    x = _features(6, seed=5)
+    want = Y.greedy_decode(small[True]["scripted"], x).numpy()
+    for bs in (0, 4):
+        got = model.decode(x.numpy(), batch_size=bs)
+        assert got.shape[:2] == want.shape[:2]
+        n = min(got.shape[2], want.shape[2])
+        assert np.array_equal(got[..., :n], want[..., :n])
+        assert not got[..., n:].any() and not want[..., n:].any()
