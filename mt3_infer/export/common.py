@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -232,7 +233,9 @@ def save_scripted(scripted, out_path: str, meta: Mapping) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".mt3_export_", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        torch.jit.save(scripted, tmp, _extra_files={META_NAME: meta_json(meta)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
+            torch.jit.save(scripted, tmp, _extra_files={META_NAME: meta_json(meta)})
         os.replace(tmp, out_path)
     except BaseException:
         try:

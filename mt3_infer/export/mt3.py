@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
@@ -646,7 +647,9 @@ def load_mt3(checkpoint: str, config: Optional[MT3Config] = None) -> MT3:
 
 def script_runtime(model: MT3):
     """torch.jit.script of :class:`MT3Runtime` built from ``model``."""
-    return torch.jit.script(MT3Runtime.from_reference(model.eval()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
+        return torch.jit.script(MT3Runtime.from_reference(model.eval()))
 
 
 def mt3_meta(cfg: MT3Config, source_sha256: str) -> Dict:
