@@ -330,3 +330,27 @@ def test_eos_mix_presets_really_mix(tmp_path):
     ids = ref.greedy(torch.from_numpy(fx.random_features(20, 256, seed=101)), 40)[:, 1:]
     ended = (ids == 1).any(dim=1)
     assert 0 < int(ended.sum()) < 20
+
+
+def test_export_entry_point_and_cli(small_ckpt, tmp_path):
+    import subprocess
+    import sys
+
+    from mt3_infer.exceptions import ModelNotFoundError
+    from mt3_infer.export import export_checkpoint
+
+    out = export_checkpoint("mt3_pytorch", os.path.dirname(small_ckpt), str(tmp_path / "a.pt"))
+    assert common.read_artifact_meta(out)["family"] == "mt3"
+    with pytest.raises(ModelNotFoundError):
+        export_checkpoint("mt4", small_ckpt, str(tmp_path / "b.pt"))
+    r = subprocess.run([sys.executable, "-m", "mt3_infer.export", "--model", "mr_mt3", small_ckpt,
+                        "-o", str(tmp_path / "c.pt")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert common.read_artifact_meta(str(tmp_path / "c.pt"))["source_sha256"] == \
+        common.sha256_file(small_ckpt)
+    bad = tmp_path / "bad.pth"
+    bad.write_text("nope")
+    r = subprocess.run([sys.executable, "-m", "mt3_infer.export", "--model", "mr_mt3", str(bad),
+                        "-o", str(tmp_path / "d.pt")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "error:" in r.stderr
+    assert not os.path.exists(tmp_path / "d.pt")
