@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 # Pinned on purpose: an unpinned torch pulls several GB of CUDA wheels.
 TORCH_PIN := torch==2.13.0
-DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel
+DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi==0.2.11
 
 .PHONY: all sysdeps venv build test test-fast bench asan clean
 
@@ -24,9 +24,8 @@ sysdeps:
 	    $(SUDO) apt-get install -y -qq libkissfft-dev libsoxr-dev pkg-config >/dev/null; \
 	fi
 
-$(VENV)/.deps-stamp:
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+$(VENV)/.deps-stamp: Makefile
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH_PIN) $(DEV_DEPS)
 	touch $@
 
@@ -52,10 +51,14 @@ asan: sysdeps venv
 	MT3_SANITIZE=1 MT3_NO_ENGINE=1 $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp
 	cp mt3_infer/*.py build/asan/mt3_infer/
 	mkdir -p build/asan/mt3_infer/export && cp mt3_infer/export/*.py build/asan/mt3_infer/export/
-	PYTHONPATH=build/asan \
+	# -P and --import-mode=importlib keep the source tree's own _core (first on
+	# sys.path otherwise, via the cwd and the root conftest) from shadowing the
+	# sanitized build; the check below fails loudly if it ever does.
+	PYTHONPATH=build/asan:. \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	    $(PY) -m pytest -q -p no:cacheprovider $(wildcard $(ASAN_TESTS))
+	    sh -c '$(PY) -P -c "import mt3_infer._core as c, sys; sys.exit(0 if \"build/asan\" in c.__file__ else \"asan: wrong _core \" + c.__file__)" && \
+	           $(PY) -P -m pytest -q -p no:cacheprovider --capture=sys --import-mode=importlib $(wildcard $(ASAN_TESTS))'
 
 clean:
 	rm -rf build *.egg-info mt3_infer/*.so

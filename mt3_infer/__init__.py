@@ -16,9 +16,24 @@ from .exceptions import (
 __version__ = "0.3.0"
 
 from . import _core  # noqa: E402  (native extension)
+from .base import MT3Base  # noqa: E402
+from .api import (  # noqa: E402
+    clear_cache,
+    download_model,
+    get_model_info,
+    list_models,
+    load_model,
+    transcribe,
+    transcribe_notes,
+)
+from .session import MT3Session  # noqa: E402
+from .audio import load_audio  # noqa: E402
+from .features import compute_features  # noqa: E402
+from .codec import decode_tokens, notes_to_midi  # noqa: E402
 
 __all__ = [
     "__version__",
+    "MT3Base",
     "MT3InferError",
     "ModelNotFoundError",
     "CheckpointError",
@@ -26,4 +41,17 @@ __all__ = [
     "FrameworkError",
     "AudioError",
     "InferenceError",
+    "transcribe",
+    "load_model",
+    "download_model",
+    "list_models",
+    "get_model_info",
+    "clear_cache",
+    "MT3Session",
+    # additions (not in mt3-infer 0.2.0)
+    "transcribe_notes",
+    "load_audio",
+    "compute_features",
+    "decode_tokens",
+    "notes_to_midi",
 ]

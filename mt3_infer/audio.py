@@ -1,0 +1,142 @@
+"""Audio files → NumPy arrays.
+
+WAV (RIFF/RF64: integer PCM 8/16/24/32-bit, IEEE float 32/64-bit, plain or
+WAVE_FORMAT_EXTENSIBLE, any channel count) is read by the C core
+(``mt3_infer._core.read_wav``) with the GIL released.  Other formats (FLAC,
+OGG, MP3, AIFF…) go through the optional ``soundfile`` package.  Resampling
+uses the C core's libsoxr resampler when present.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from .exceptions import AudioError
+
+__all__ = ["load_audio", "read_audio", "resample_audio", "AUDIO_EXTENSIONS"]
+
+#: File name extensions the CLI treats as audio when walking folders.
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
+                    ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64")
+
+_SOUNDFILE_HINT = (
+    "Reading {what} needs the optional 'soundfile' package: pip install soundfile "
+    "(or mt3-infer[audio]). WAV files are read natively without it."
+)
+
+
+def _is_wav(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] in (b"RIFF", b"RF64", b"BW64", b"RIFX") and head[8:12] == b"WAVE"
+
+
+def _read_soundfile(path: Path, why: str) -> Tuple[np.ndarray, int]:
+    try:
+        import soundfile as sf  # optional dependency
+    except Exception as exc:
+        raise AudioError(_SOUNDFILE_HINT.format(what=why) + f" ({path})") from exc
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(f"Failed to load audio from {path}: {exc}") from exc
+    return np.ascontiguousarray(data, dtype=np.float32), int(rate)
+
+
+def read_audio(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, int]:
+    """Decode a file as is: ``(float32 array (frames, channels), sample_rate)``."""
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise AudioError(f"Audio file not found: {p}")
+    if p.is_dir():
+        raise AudioError(f"Audio path is a directory, not a file: {p}")
+    if _is_wav(p):
+        try:
+            return _core.read_wav(str(p))
+        except AudioError as exc:
+            if "unsupported WAV" not in str(exc):
+                raise AudioError(f"Failed to load audio from {p}: {exc}") from exc
+            try:
+                import soundfile  # noqa: F401
+            except Exception:
+                raise AudioError(
+                    f"Failed to load audio from {p}: {exc}. "
+                    + _SOUNDFILE_HINT.format(what="this WAV encoding")
+                ) from exc
+            return _read_soundfile(p, "this WAV encoding")
+    ext = p.suffix.lower() or "(no extension)"
+    return _read_soundfile(p, f"'{ext}' files")
+
+
+def _fft_resample(x: np.ndarray, n_out: int) -> np.ndarray:
+    """Band-limited FFT resampling along axis 0 (fallback when the C resampler is absent)."""
+    n_in = x.shape[0]
+    if n_out == n_in:
+        return x.astype(np.float32, copy=False)
+    spec = np.fft.rfft(x.astype(np.float64), axis=0)
+    n_keep = min(spec.shape[0], n_out // 2 + 1)
+    out_spec = np.zeros((n_out // 2 + 1,) + x.shape[1:], dtype=np.complex128)
+    out_spec[:n_keep] = spec[:n_keep]
+    if n_keep == n_out // 2 + 1 and n_out % 2 == 0 and n_out < n_in:
+        out_spec[n_keep - 1] = out_spec[n_keep - 1].real  # fold the new Nyquist bin
+    y = np.fft.irfft(out_spec, n=n_out, axis=0) * (n_out / n_in)
+    return y.astype(np.float32)
+
+
+def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample ``audio`` (``(n,)`` or ``(n, channels)``) from ``orig_sr`` to ``target_sr``.
+
+    Uses the C core's libsoxr resampler (``_core.resample``) for 16 kHz targets
+    when built in, else an FFT resampler (``int(n * target / orig)`` samples).
+    Returns float32.
+    """
+    if orig_sr <= 0 or target_sr <= 0:
+        raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    x = np.asarray(audio)
+    if orig_sr == target_sr:
+        return x.astype(np.float32, copy=False)
+    native = getattr(_core, "resample", None)
+    if native is not None and int(target_sr) == 16000 and x.ndim in (1, 2):
+        # C core: libsoxr HQ to 16 kHz (mono in, mono out); channels one by one
+        if x.ndim == 1:
+            return native(np.ascontiguousarray(x, dtype=np.float32), int(orig_sr))
+        cols = [native(np.ascontiguousarray(x[:, c], dtype=np.float32), int(orig_sr))
+                for c in range(x.shape[1])]
+        return np.stack(cols, axis=1)
+    n_out = int(x.shape[0] * target_sr / orig_sr)
+    if n_out <= 0:
+        raise AudioError(f"audio too short to resample ({x.shape[0]} samples at {orig_sr} Hz)")
+    return _fft_resample(x, n_out)
+
+
+def load_audio(path: Union[str, os.PathLike], sr: Optional[int] = 16000,
+               mono: bool = True) -> Tuple[np.ndarray, int]:
+    """Load an audio file as float32, mixed to mono and resampled to ``sr``.
+
+    Returns ``(audio, sample_rate)``: a 1-D array when ``mono`` (channel mean,
+    as mt3-infer 0.2.0), else ``(frames, channels)``.  ``sr=None`` keeps the
+    file's rate.  Raises :class:`AudioError` for a missing, unreadable or empty
+    file, naming the problem (and the ``soundfile`` package when a non-WAV
+    format needs it).
+    """
+    data, rate = read_audio(path)
+    if data.shape[0] == 0:
+        raise AudioError(f"Audio file contains no samples: {os.fspath(path)}")
+    if mono:
+        data = data[:, 0].copy() if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64).astype(np.float32)
+    if sr is not None and int(sr) != rate:
+        try:
+            data = resample_audio(data, rate, int(sr))
+        except AudioError:
+            raise
+        except Exception as exc:
+            raise AudioError(f"Failed to resample {os.fspath(path)} from {rate} to {sr} Hz: {exc}") from exc
+        rate = int(sr)
+    return data, rate

@@ -1,0 +1,609 @@
+"""Verified, resumable, concurrent-safe checkpoint downloads (stdlib only).
+
+Every registry file is fetched over HTTPS with ``urllib``:
+
+* streamed into ``<target>.part`` beside the target, resumed with an HTTP
+  ``Range`` request when the transfer is interrupted (within the same call,
+  up to ``retries`` times, and by a later call that finds the ``.part`` file);
+* checked against the recorded byte size and sha256 — a mismatch deletes the
+  partial file and raises :class:`~mt3_infer.exceptions.CheckpointDownloadError`
+  ("Checksum verification failed! Expected … Got …"), leaving nothing in place;
+* moved into place with an atomic ``os.replace`` after an ``fsync``;
+* guarded by an exclusive file lock (``.<name>.lock``), so two processes
+  downloading the same model leave one good file and download it once.
+
+Progress: a bar on stderr when stderr is a terminal (tqdm when installed, a
+plain text bar otherwise); silent when not a terminal.  ``progress=True/False``
+forces it; a callable receives ``(bytes_done, bytes_total_or_None)``.
+
+Offline mode: ``MT3_OFFLINE=1`` (or ``auto_download=False`` in
+:func:`mt3_infer.load_model`) never touches the network; a missing checkpoint
+then raises :class:`~mt3_infer.exceptions.CheckpointError` saying which URL to
+fetch and where to put the file.
+
+After a model's files are in place, :func:`ensure_exported` converts the
+checkpoint to the TorchScript artifact the native engine runs, once, and caches
+it beside the checkpoint (torch is imported only there, lazily).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+
+from . import registry
+from .exceptions import CheckpointDownloadError, CheckpointError, FrameworkError
+
+OFFLINE_ENV = "MT3_OFFLINE"
+RETRIES_ENV = "MT3_DOWNLOAD_RETRIES"
+_CHUNK = 1 << 20
+_USER_AGENT = "mt3-infer (+https://pypi.org/project/mt3-infer/)"
+
+ProgressArg = Union[None, bool, Callable[[int, Optional[int]], Any]]
+
+__all__ = [
+    "OFFLINE_ENV",
+    "download_file",
+    "download_model",
+    "ensure_exported",
+    "exported_metadata",
+    "is_offline",
+    "missing_files",
+    "offline_message",
+    "sha256_file",
+    "verify_file",
+]
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------
+def is_offline() -> bool:
+    """True when ``MT3_OFFLINE`` is set to 1/true/yes/on."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def sha256_file(path: Union[str, os.PathLike]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: Union[str, os.PathLike], sha256: Optional[str] = None,
+                size: Optional[int] = None) -> bool:
+    """True when ``path`` is a file with the given size and sha256 (each optional)."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    if size is not None and p.stat().st_size != size:
+        return False
+    if sha256 is not None and sha256_file(p) != sha256.lower():
+        return False
+    return True
+
+
+def _human(n: float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+class _Progress:
+    """tqdm when available, else a plain carriage-return bar; or a callback."""
+
+    def __init__(self, total: Optional[int], desc: str, progress: ProgressArg):
+        self.total = total
+        self.done = 0
+        self.callback = progress if callable(progress) else None
+        if progress is None:
+            enabled = _isatty(sys.stderr)
+        else:
+            enabled = bool(progress) and self.callback is None
+        self.enabled = enabled
+        self._tqdm = None
+        self._last = 0.0
+        self._t0 = time.monotonic()
+        self.desc = desc
+        if enabled:
+            try:
+                from tqdm import tqdm  # optional dependency
+
+                self._tqdm = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                                  desc=desc, file=sys.stderr, leave=True)
+            except Exception:
+                self._tqdm = None
+
+    def start_at(self, n: int) -> None:
+        self.done = n
+        if self._tqdm is not None:
+            self._tqdm.reset(total=self.total)
+            self._tqdm.update(n)
+        self._emit(force=True)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self._tqdm is not None:
+            self._tqdm.update(n)
+        else:
+            self._emit()
+
+    def _emit(self, force: bool = False) -> None:
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+            return
+        if not self.enabled or self._tqdm is not None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.2:
+            return
+        self._last = now
+        rate = self.done / max(now - self._t0, 1e-6)
+        if self.total:
+            frac = min(self.done / self.total, 1.0)
+            bar = "=" * int(frac * 30)
+            bar = (bar + ">" if len(bar) < 30 else bar).ljust(30)
+            line = (f"\r{self.desc} [{bar}] {frac * 100:5.1f}% "
+                    f"{_human(self.done)}/{_human(self.total)} {_human(rate)}/s")
+        else:
+            line = f"\r{self.desc} {_human(self.done)} {_human(rate)}/s"
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+        elif self.enabled and self.callback is None:
+            self._emit(force=True)
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except Exception:
+        return False
+
+
+_THREAD_LOCKS: Dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _file_lock(target: Path) -> Iterator[None]:
+    """Exclusive lock on ``.<name>.lock`` beside target: threads and processes."""
+    lock_path = target.with_name(f".{target.name}.lock")
+    key = str(lock_path.resolve() if lock_path.parent.exists() else lock_path)
+    with _THREAD_LOCKS_GUARD:
+        tlock = _THREAD_LOCKS.setdefault(key, threading.Lock())
+    with tlock:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.name == "nt":  # pragma: no cover - Windows
+                import msvcrt
+
+                while True:
+                    try:
+                        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            try:
+                if os.name == "nt":  # pragma: no cover
+                    import msvcrt
+
+                    with contextlib.suppress(OSError):
+                        os.lseek(fd, 0, os.SEEK_SET)
+                        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+                else:
+                    import fcntl
+
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # pragma: no cover
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _Retry(Exception):
+    """Internal: the transfer broke off; resume from the .part file."""
+
+
+def _content_range_start(value: Optional[str]) -> Optional[int]:
+    # "bytes 100-199/200"
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        return int(value[6:].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _fetch_into(url: str, part: Path, size: Optional[int], timeout: float,
+                bar: _Progress) -> None:
+    """One HTTP attempt appending to ``part``; raises _Retry on a broken transfer."""
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset > size:
+        part.unlink()
+        offset = 0
+    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            # The server has nothing past our offset: the .part file is either
+            # complete (verified by the caller) or not the same object.
+            if size is None or offset == size:
+                return
+            part.unlink()
+            raise _Retry(f"HTTP 416 at offset {offset}") from exc
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise _Retry(f"HTTP {exc.code} {exc.reason}") from exc
+        raise CheckpointDownloadError(f"Failed to download {url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _Retry(f"{reason}") from exc
+    with resp:
+        status = getattr(resp, "status", 200)
+        if offset and status == 206:
+            start = _content_range_start(resp.headers.get("Content-Range"))
+            if start != offset:
+                part.unlink()
+                raise _Retry(f"server resumed at {start}, expected {offset}")
+            mode = "ab"
+        else:
+            offset = 0
+            mode = "wb"
+        length = resp.headers.get("Content-Length")
+        expect = offset + int(length) if length and length.isdigit() else None
+        if bar.total is None and expect is not None:
+            bar.total = expect
+        bar.start_at(offset)
+        received = offset
+        with open(part, mode) as out:
+            try:
+                while True:
+                    block = resp.read(_CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    received += len(block)
+                    bar.update(len(block))
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                out.flush()
+                raise _Retry(f"connection lost after {received} bytes: {exc}") from exc
+            out.flush()
+            os.fsync(out.fileno())
+        if expect is not None and received < expect:
+            raise _Retry(f"connection closed after {received} of {expect} bytes")
+        if size is not None and received < size:
+            raise _Retry(f"connection closed after {received} of {size} bytes")
+
+
+def download_file(url: str, dest: Union[str, os.PathLike], sha256: Optional[str] = None, *,
+                  size: Optional[int] = None, progress: ProgressArg = None,
+                  timeout: float = 30.0, retries: Optional[int] = None,
+                  desc: Optional[str] = None) -> Path:
+    """Download ``url`` to ``dest`` (verified, resumable, atomic, locked).
+
+    Returns ``dest`` as a Path.  If ``dest`` already exists with the right size
+    and sha256 nothing is fetched.  Raises :class:`CheckpointDownloadError` on
+    HTTP errors, repeated connection failures or a checksum mismatch; an
+    interrupted transfer keeps ``<dest>.part`` so the next call resumes it.
+    ``retries`` (default ``$MT3_DOWNLOAD_RETRIES`` or 5) bounds the resumes and
+    the retries of 5xx/408/429 answers, with exponential back-off.
+    """
+    dest = Path(dest)
+    if retries is None:
+        try:
+            retries = max(0, int(os.environ.get(RETRIES_ENV, "5")))
+        except ValueError:
+            retries = 5
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    with _file_lock(dest):
+        if dest.exists() and verify_file(dest, sha256, size):
+            return dest
+        bar = _Progress(size, desc or dest.name, progress)
+        try:
+            attempt = 0
+            while True:
+                try:
+                    _fetch_into(url, part, size, timeout, bar)
+                    break
+                except _Retry as exc:
+                    attempt += 1
+                    if attempt > retries:
+                        kept = (f"; the partial file {part} is kept and the next attempt resumes it"
+                                if part.exists() and part.stat().st_size else "")
+                        raise CheckpointDownloadError(
+                            f"Failed to download {url}: {exc} (gave up after {retries} "
+                            f"retr{'y' if retries == 1 else 'ies'}{kept})"
+                        ) from exc
+                    time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
+        finally:
+            bar.close()
+        if not part.exists():
+            raise CheckpointDownloadError(f"Failed to download {url}: nothing was received")
+        got_size = part.stat().st_size
+        if size is not None and got_size != size:
+            part.unlink()
+            raise CheckpointDownloadError(
+                f"Failed to download {url}: size check failed! Expected {size} bytes, got {got_size}"
+            )
+        if sha256 is not None:
+            got = sha256_file(part)
+            if got != sha256.lower():
+                part.unlink()
+                raise CheckpointDownloadError(
+                    f"Failed to download {url}: Checksum verification failed! "
+                    f"Expected {sha256.lower()}, Got {got}. Nothing was kept."
+                )
+        os.replace(part, dest)
+        _fsync_dir(dest.parent)
+    return dest
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+def missing_files(model: str, *, verify: bool = False) -> List[Dict[str, Any]]:
+    """Registry files of ``model`` that are absent (or, with ``verify``, fail
+    their sha256); a present file of the wrong size always counts as missing."""
+    out = []
+    for f in registry.files_for(model):
+        p: Path = f["path"]
+        if not p.is_file() or p.stat().st_size != f["size"]:
+            out.append(f)
+        elif verify and sha256_file(p) != f["sha256"]:
+            out.append(f)
+    return out
+
+
+def offline_message(model: str, files: List[Dict[str, Any]], reason: str) -> str:
+    mid = registry.resolve_model_name(model)
+    lines = [
+        f"The checkpoint of model '{mid}' is not available locally and downloads are disabled ({reason}).",
+        "Download these file(s) on a machine with network access and put them here:",
+    ]
+    for f in files:
+        lines.append(f"  {f['url']}")
+        lines.append(f"    -> {f['path']}  ({f['size']:,} bytes, sha256 {f['sha256']})")
+    lines.append(
+        f"or run `mt3-infer download {mid}` there and copy the folder {registry.model_dir(mid)} "
+        f"(set {registry.CHECKPOINT_DIR_ENV} to use another checkpoint root)."
+    )
+    return "\n".join(lines)
+
+
+def _write_generated(model_id: str) -> None:
+    gen = registry._entry(model_id)["checkpoint"].get("generated_files") or {}
+    folder = registry.artifact_dir(model_id)
+    for name, content in gen.items():
+        p = folder / name
+        if p.exists():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+
+
+def _status(msg: str, quiet: Optional[bool]) -> None:
+    if quiet is None:
+        quiet = not _isatty(sys.stderr)
+    if not quiet:
+        print(msg, file=sys.stderr)
+
+
+def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
+                      progress: ProgressArg = None, quiet: Optional[bool] = None,
+                      offline_reason: Optional[str] = None) -> Path:
+    """Make sure every registry file of ``model`` is present; return the
+    registry checkpoint path (file, or directory for mt3_pytorch)."""
+    mid = registry.resolve_model_name(model)
+    files = registry.files_for(mid) if force else missing_files(mid, verify=verify)
+    if files:
+        if offline_reason is None and is_offline():
+            offline_reason = f"{OFFLINE_ENV}=1"
+        if offline_reason is not None:
+            raise CheckpointError(offline_message(mid, files, offline_reason))
+        for f in files:
+            p: Path = f["path"]
+            if force or (p.exists() and verify):
+                # re-download: drop the bad/old copy only once the lock is held
+                with _file_lock(p):
+                    if p.exists():
+                        p.unlink()
+            _status(f"Downloading {mid}: {f['url']}", quiet)
+            try:
+                download_file(f["url"], p, f["sha256"], size=f["size"], progress=progress,
+                              desc=f"{mid}/{f['name']}")
+            except CheckpointDownloadError as exc:
+                raise CheckpointDownloadError(
+                    f"Failed to download checkpoint for model '{mid}':\n{exc}"
+                ) from exc
+    else:
+        _status(f"Checkpoint already present: {registry.default_checkpoint_path(mid)}", quiet)
+    _write_generated(mid)
+    return registry.default_checkpoint_path(mid)
+
+
+# ---------------------------------------------------------------------------
+# TorchScript export cache
+# ---------------------------------------------------------------------------
+def exported_metadata(path: Union[str, os.PathLike]) -> Optional[Dict[str, Any]]:
+    """The ``mt3_infer.json`` record inside an exported TorchScript file
+    (read with zipfile, no torch), or None if the file is not such an artifact."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                if name.endswith("extra/mt3_infer.json"):
+                    return json.loads(z.read(name).decode("utf-8"))
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError):
+        return None
+    return None
+
+
+def _weights_file(model_id: str, checkpoint: Path) -> Path:
+    """The file an exporter reads: the checkpoint itself or mt3.pth in its folder."""
+    if checkpoint.is_dir():
+        return checkpoint / "mt3.pth"
+    return checkpoint
+
+
+def _default_export_target(model_id: str, checkpoint: Path) -> Path:
+    if checkpoint == registry.default_checkpoint_path(model_id):
+        return registry.exported_model_path(model_id)
+    base = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    stem = registry._entry(model_id)["checkpoint"]["export"]["file"]
+    name = stem if checkpoint.is_dir() else f"{checkpoint.name}.{stem}"
+    return base / name
+
+
+def _export_is_current(target: Path, source: Path, sha256: Optional[str]) -> bool:
+    """A cached export is reused when it is a valid artifact made from this
+    source: same recorded source sha256 when known, else newer than the source."""
+    if not target.is_file():
+        return False
+    meta = exported_metadata(target)
+    if meta is None:
+        return False
+    recorded = meta.get("source_sha256")
+    if sha256 is not None and recorded:
+        return recorded == sha256
+    try:
+        return target.stat().st_mtime >= source.stat().st_mtime
+    except OSError:
+        return False
+
+
+def _exporter_module(model_id: str) -> str:
+    family = registry._entry(model_id)["checkpoint"]["export"]["family"]
+    return "mt3_infer.export.yourmt3" if family == "yourmt3" else "mt3_infer.export.mt3"
+
+
+def can_export(model: str) -> bool:
+    """True when torch and the model family's exporter are installed (nothing is imported)."""
+    import importlib.util
+
+    mid = registry.resolve_model_name(model)
+    if not torch_available():
+        return False
+    try:
+        return importlib.util.find_spec(_exporter_module(mid)) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _call_exporter(model_id: str, source: Path, target: Path) -> None:
+    """Run the family's exporter (imports torch, lazily)."""
+    import importlib
+
+    modname = _exporter_module(model_id)
+    try:
+        mod = importlib.import_module(modname)
+    except ImportError as exc:
+        raise FrameworkError(
+            f"Exporting '{model_id}' to TorchScript needs torch (pip install torch) and "
+            f"{modname}: {exc}"
+        ) from exc
+    export = getattr(mod, "export_checkpoint")
+    kwargs: Dict[str, Any] = {}
+    import inspect
+
+    try:
+        params = inspect.signature(export).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        params = {}
+    for key, value in (("variant", model_id), ("model", model_id), ("adapter", model_id)):
+        if key in params:
+            kwargs[key] = value
+    export(str(source), str(target), **kwargs)
+
+
+def ensure_exported(model: str, checkpoint_path: Union[None, str, os.PathLike] = None, *,
+                    output: Union[None, str, os.PathLike] = None, force: bool = False,
+                    quiet: Optional[bool] = None) -> Path:
+    """Export ``model``'s checkpoint to TorchScript once and return the cached file.
+
+    ``checkpoint_path`` defaults to the registry location; ``output`` to the
+    cache beside it (``<root>/<model>/<model>.mt3i.pt`` for registry
+    checkpoints).  Re-exports when ``force`` or when the cached artifact does
+    not match the source checkpoint.
+    """
+    mid = registry.resolve_model_name(model)
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else registry.default_checkpoint_path(mid)
+    source = _weights_file(mid, ckpt)
+    if not source.exists():
+        raise CheckpointError(f"Checkpoint not found: {source} (run `mt3-infer download {mid}` first)")
+    target = Path(output) if output is not None else _default_export_target(mid, ckpt)
+    is_registry = checkpoint_path is None or ckpt == registry.default_checkpoint_path(mid)
+    sha = None
+    if is_registry:
+        for f in registry._entry(mid)["checkpoint"]["files"]:
+            if f["name"] == source.name:
+                sha = f["sha256"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target):
+        if not force and _export_is_current(target, source, sha):
+            return target
+        _status(f"Exporting {mid} to TorchScript (once): {target}", quiet)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        try:
+            _call_exporter(mid, source, tmp)
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return target
+
+
+def torch_available() -> bool:
+    """True when torch can be imported (without importing it here)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def download_model(model: str = "default", *, force: bool = False, verify: bool = False,
+                   export: Optional[bool] = None, progress: ProgressArg = None,
+                   quiet: Optional[bool] = None) -> Path:
+    """Fetch (and by default export) one registry model; see :func:`mt3_infer.download_model`."""
+    mid = registry.resolve_model_name(model)
+    path = fetch_model_files(mid, force=force, verify=verify, progress=progress, quiet=quiet)
+    if export is None:
+        export = can_export(mid)
+    if export:
+        ensure_exported(mid, force=force, quiet=quiet)
+    return path

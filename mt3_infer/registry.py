@@ -1,0 +1,444 @@
+"""Model registry: ids, aliases, metadata, checkpoint layout and download sources.
+
+The data are the ones mt3-infer 0.2.0 ships in ``config/checkpoints.yaml`` (the
+``list_models()`` / ``get_model_info()`` dicts keep the same keys and value
+types) plus the catalog values of its ``checkpoints.toml`` (``revision``,
+``provenance``; used by :class:`mt3_infer.MT3Session`), held as Python data so
+no YAML/TOML parser is needed.  Additions of this package live under
+``checkpoint["files"]`` (one verified HTTPS file per artifact) and
+``checkpoint["export"]`` (the cached TorchScript artifact).
+
+Every function returns copies: mutating a returned dict never changes the
+registry.
+
+Checkpoint root: ``$MT3_CHECKPOINT_DIR`` (``~`` expanded) when set, else
+``./.mt3_checkpoints`` under the current working directory, exactly like
+mt3-infer 0.2.0.  Layout under the root::
+
+    mr_mt3/mt3.pth
+    mt3_pytorch/config.json, mt3_pytorch/mt3.pth
+    yourmt3/mc13_256_g4_all_v7_mt3f_sqr_rms_moe_wf4_n8k2_silu_rope_rp_b36_nops/last.ckpt
+
+Download hosts can be redirected (mirrors, tests) with ``MT3_HF_ENDPOINT``
+(default ``https://huggingface.co``), ``MT3_GITHUB_MEDIA_ENDPOINT`` (default
+``https://media.githubusercontent.com``) or, for every file at once,
+``MT3_DOWNLOAD_MIRROR``: files are then fetched from
+``<mirror>/<model id>/<file name>``.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .exceptions import ModelNotFoundError
+
+CHECKPOINT_DIR_ENV = "MT3_CHECKPOINT_DIR"
+DEFAULT_CHECKPOINT_DIRNAME = ".mt3_checkpoints"
+
+_MT3_SHA256 = "b8a3807ed265059abd25ad7f68142c06c35e8f6144dcaa45bd55946a3745398f"
+_MT3_SIZE = 183_672_643
+_YMT3_SHA256 = "ae38e415c79efd5592dcb9b658cdb99ddb11d4c4e1eaa364cab04a052473fc25"
+_YMT3_SIZE = 561_544_628
+_YMT3_EXPERIMENT = "mc13_256_g4_all_v7_mt3f_sqr_rms_moe_wf4_n8k2_silu_rope_rp_b36_nops"
+
+# kunato/mt3-pytorch pretrained/config.json (T5 hyper-parameters); written next
+# to mt3.pth so the directory has the layout mt3-infer 0.2.0 expects.
+MT3_PYTORCH_CONFIG = {
+    "architectures": ["T5ForConditionalGeneration"],
+    "d_ff": 1024,
+    "d_kv": 64,
+    "d_model": 512,
+    "decoder_start_token_id": 0,
+    "dropout_rate": 0.1,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "unk_token_id": 2,
+    "feed_forward_proj": "gated-gelu",
+    "initializer_factor": 1.0,
+    "is_encoder_decoder": True,
+    "layer_norm_epsilon": 1e-06,
+    "model_type": "t5",
+    "num_heads": 6,
+    "num_decoder_layers": 8,
+    "num_layers": 8,
+    "output_past": True,
+    "tie_word_embeddings": False,
+    "vocab_size": 1536,
+}
+
+# ---------------------------------------------------------------------------
+# The registry (insertion order = list_models() order).
+# ---------------------------------------------------------------------------
+_MODELS: Dict[str, Dict[str, Any]] = {
+    "mr_mt3": {
+        "name": "MR-MT3",
+        "description": "Multi-instrument MT3 variant optimized for speed (57x real-time)",
+        "framework": "pytorch",
+        "adapter_class": "mt3_infer.adapters.mr_mt3.MRMT3Adapter",
+        "checkpoint": {
+            "path": ".mt3_checkpoints/mr_mt3/mt3.pth",
+            "size_mb": 176.0,
+            "format": "pytorch",
+            "download": {
+                "source_type": "url",
+                "source_url": "https://huggingface.co/gudgud1014/MR-MT3/resolve/main/mt3.pth",
+                "sha256": _MT3_SHA256,
+            },
+            # additions of this package
+            "files": [
+                {
+                    "name": "mt3.pth",
+                    "host": "hf",
+                    "url": "https://huggingface.co/gudgud1014/MR-MT3/resolve/main/mt3.pth",
+                    "sha256": _MT3_SHA256,
+                    "size": _MT3_SIZE,
+                },
+            ],
+            "export": {"family": "mt3", "file": "mr_mt3.mt3i.pt"},
+        },
+        "metadata": {
+            "vocab_size": 388,
+            "max_seq_len": 1024,
+            "sample_rate": 16000,
+            "verified_on": "2025-10-06",
+            "performance": {
+                "speed_x_realtime": 57.0,
+                "peak_gpu_memory_mb": 269,
+                "notes_detected": 116,
+            },
+        },
+        "best_for": [
+            "Real-time applications",
+            "Low-latency requirements",
+            "Embedded systems",
+            "Batch processing",
+        ],
+    },
+    "mt3_pytorch": {
+        "name": "MT3-PyTorch",
+        "description": "Official MT3 architecture in PyTorch (best accuracy, 12x real-time)",
+        "framework": "pytorch",
+        "adapter_class": "mt3_infer.adapters.mt3_pytorch.MT3PyTorchAdapter",
+        "checkpoint": {
+            "path": ".mt3_checkpoints/mt3_pytorch",
+            "size_mb": 176.0,
+            "format": "pytorch",
+            "download": {
+                "source_type": "git_lfs",
+                "source_url": "https://github.com/kunato/mt3-pytorch",
+                "branch": "master",
+                "depth": 1,
+                "target_path": "pretrained",
+                "sha256": _MT3_SHA256,
+            },
+            "files": [
+                {
+                    "name": "mt3.pth",
+                    "host": "github_media",
+                    "url": "https://media.githubusercontent.com/media/kunato/mt3-pytorch/master/pretrained/mt3.pth",
+                    "sha256": _MT3_SHA256,
+                    "size": _MT3_SIZE,
+                },
+            ],
+            "generated_files": {"config.json": MT3_PYTORCH_CONFIG},
+            "export": {"family": "mt3", "file": "mt3_pytorch.mt3i.pt"},
+        },
+        "metadata": {
+            "vocab_size": 1536,
+            "max_seq_len": 1024,
+            "sample_rate": 16000,
+            "verified_on": "2025-10-06",
+            "performance": {
+                "speed_x_realtime": 12.37,
+                "peak_gpu_memory_mb": 208,
+                "notes_detected": 147,
+            },
+        },
+        "best_for": [
+            "Studio music production",
+            "Accuracy-critical applications",
+            "Multi-instrument separation",
+            "General-purpose transcription",
+            "Research and benchmarking (official baseline)",
+        ],
+    },
+    "yourmt3": {
+        "name": "YourMT3",
+        "description": "Advanced multi-task MT3 with 8-stem separation (Perceiver-TF + MoE)",
+        "framework": "pytorch",
+        "adapter_class": "mt3_infer.adapters.yourmt3.YourMT3Adapter",
+        "checkpoint": {
+            "path": f".mt3_checkpoints/yourmt3/{_YMT3_EXPERIMENT}/last.ckpt",
+            "size_mb": 536.0,
+            "format": "pytorch_lightning",
+            "download": {
+                "source_type": "git_lfs",
+                "source_url": "https://huggingface.co/spaces/mimbres/YourMT3",
+                "sha256": _YMT3_SHA256,
+                "branch": "main",
+                "depth": 1,
+                "target_path": f"amt/logs/2024/{_YMT3_EXPERIMENT}/checkpoints/last.ckpt",
+            },
+            "files": [
+                {
+                    "name": "last.ckpt",
+                    "host": "hf",
+                    "url": (
+                        "https://huggingface.co/spaces/mimbres/YourMT3/resolve/main/"
+                        f"amt/logs/2024/{_YMT3_EXPERIMENT}/checkpoints/last.ckpt"
+                    ),
+                    "sha256": _YMT3_SHA256,
+                    "size": _YMT3_SIZE,
+                },
+            ],
+            "export": {"family": "yourmt3", "file": "yourmt3.mt3i.pt"},
+        },
+        "metadata": {
+            "model_variant": "YPTF.MoE+Multi (noPS)",
+            "vocab_size": 1536,
+            "max_seq_len": 1024,
+            "sample_rate": 16000,
+            "num_stems": 8,
+            "encoder": "Perceiver-TF",
+            "decoder": "Multi-T5 (26 layers)",
+            "architecture": "MoE (8 experts, top-k=2)",
+            "verified_on": "2025-10-07",
+            "performance": {
+                "speed_x_realtime": 15.0,
+                "peak_gpu_memory_mb": 400,
+                "notes_detected": None,
+            },
+        },
+        "best_for": [
+            "Multi-instrument separation (8 stems)",
+            "Detailed music transcription",
+            "Multi-task scenarios",
+            "Research on advanced MT3 architectures",
+        ],
+    },
+}
+
+DEFAULT_MODEL = "mt3_pytorch"
+
+_ALIASES: Dict[str, str] = {
+    "default": "mt3_pytorch",
+    "fast": "mr_mt3",
+    "accurate": "mt3_pytorch",
+    "multitask": "yourmt3",
+    "official": "mt3_pytorch",
+    "baseline": "mt3_pytorch",
+}
+
+# mt3-infer 0.2.0 checkpoints.toml catalog values (MT3Session.cache_info()).
+_CATALOG: Dict[str, Dict[str, str]] = {
+    "mr_mt3": {
+        "backend": "pytorch",
+        "url": "https://huggingface.co/gudgud1014/MR-MT3/resolve/main/mt3.pth",
+        "revision": "main",
+        "provenance": "Hugging Face gudgud1014/MR-MT3",
+    },
+    "mt3_pytorch": {
+        "backend": "pytorch",
+        "url": "https://github.com/kunato/mt3-pytorch",
+        "revision": "master",
+        "provenance": "GitHub kunato/mt3-pytorch (git-lfs)",
+    },
+    "yourmt3": {
+        "backend": "pytorch",
+        "url": "https://huggingface.co/spaces/mimbres/YourMT3",
+        "revision": "main",
+        "provenance": "Hugging Face mimbres/YourMT3 (git-lfs)",
+    },
+}
+
+_HOST_DEFAULTS = {
+    "hf": ("MT3_HF_ENDPOINT", "https://huggingface.co"),
+    "github_media": ("MT3_GITHUB_MEDIA_ENDPOINT", "https://media.githubusercontent.com"),
+}
+
+
+# ---------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------
+def model_ids() -> List[str]:
+    """Canonical model ids, in registry order."""
+    return list(_MODELS)
+
+
+def aliases() -> Dict[str, str]:
+    """A copy of the alias table (alias -> canonical id)."""
+    return dict(_ALIASES)
+
+
+def not_found_message(model: Any) -> str:
+    return (
+        f"Model '{model}' not found in registry.\n"
+        f"Available models: {', '.join(_MODELS)}\n"
+        f"Available aliases: {', '.join(_ALIASES)}"
+    )
+
+
+def resolve_model_name(model: Any) -> str:
+    """Alias table first, then canonical ids, then the top-level default key.
+
+    Case-sensitive, no trimming (as mt3-infer 0.2.0).  Unknown names raise
+    :class:`ModelNotFoundError` listing the models and aliases.
+    """
+    if isinstance(model, str):
+        if model in _ALIASES:
+            return _ALIASES[model]
+        if model in _MODELS:
+            return model
+        if model == "default":
+            return DEFAULT_MODEL
+    raise ModelNotFoundError(not_found_message(model))
+
+
+def list_models() -> Dict[str, Dict[str, Any]]:
+    """Copies of every model's registry dict, keyed by canonical id."""
+    return copy.deepcopy(_MODELS)
+
+
+def get_model_info(model: str) -> Dict[str, Any]:
+    """A copy of one model's registry dict (ids or aliases)."""
+    return copy.deepcopy(_MODELS[resolve_model_name(model)])
+
+
+def _entry(model_id: str) -> Dict[str, Any]:
+    """Internal read-only access (no copy); callers must not mutate."""
+    return _MODELS[model_id]
+
+
+def catalog_profile(model: str) -> Dict[str, Any]:
+    """The 0.2.0 TOML catalog profile ``{"id", "backend", "path", "url", "sha256", "revision", "provenance"}``."""
+    mid = resolve_model_name(model)
+    prof = dict(_CATALOG[mid])
+    prof["id"] = mid
+    prof["path"] = _MODELS[mid]["checkpoint"]["path"]
+    prof["sha256"] = _MODELS[mid]["checkpoint"]["download"]["sha256"]
+    return prof
+
+
+def cache_key(model: str, *, backend: Optional[str] = None, revision: Optional[str] = None,
+              checksum: Optional[str] = None) -> str:
+    """First 16 hex digits of sha256("mt3-infer|id|backend|revision|sha256") (0.2.0 formula)."""
+    prof = catalog_profile(model)
+    parts = [
+        "mt3-infer",
+        prof["id"],
+        backend or prof["backend"],
+        revision or prof["revision"],
+        checksum or prof["sha256"],
+    ]
+    return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------
+# Paths
+# ---------------------------------------------------------------------------
+def checkpoint_root() -> Path:
+    """``$MT3_CHECKPOINT_DIR`` (``~`` expanded) or ``<cwd>/.mt3_checkpoints``."""
+    env = os.environ.get(CHECKPOINT_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.cwd() / DEFAULT_CHECKPOINT_DIRNAME
+
+
+def _reroot(rel: str) -> Path:
+    p = Path(rel)
+    if p.is_absolute():
+        return p
+    env = os.environ.get(CHECKPOINT_DIR_ENV)
+    if env:
+        base = Path(env).expanduser()
+        try:
+            return base / p.relative_to(DEFAULT_CHECKPOINT_DIRNAME)
+        except ValueError:
+            return base / p
+    return Path.cwd() / p
+
+
+def default_checkpoint_path(model: str) -> Path:
+    """Where the registry checkpoint of ``model`` lives (nothing is created)."""
+    return _reroot(_MODELS[resolve_model_name(model)]["checkpoint"]["path"])
+
+
+def model_dir(model: str) -> Path:
+    """``<root>/<model id>``: the folder holding the model's files."""
+    return checkpoint_root() / resolve_model_name(model)
+
+
+def artifact_dir(model: str) -> Path:
+    """Folder where the registry artifact's files are stored."""
+    mid = resolve_model_name(model)
+    p = default_checkpoint_path(mid)
+    return p if _MODELS[mid]["checkpoint"].get("generated_files") else p.parent
+
+
+def exported_model_path(model: str) -> Path:
+    """Path of the cached TorchScript export of the registry checkpoint."""
+    mid = resolve_model_name(model)
+    return model_dir(mid) / _MODELS[mid]["checkpoint"]["export"]["file"]
+
+
+def resolve_checkpoint_path(model: str, checkpoint_path: Any = None) -> Optional[Path]:
+    """0.2.0 ``checkpoint_catalog.resolve_checkpoint_path``: an explicit path
+    (``~`` expanded) wins; else the registry path under ``MT3_CHECKPOINT_DIR``
+    or the CWD.  Never creates anything."""
+    mid = resolve_model_name(model)
+    if checkpoint_path is not None:
+        return Path(os.fspath(checkpoint_path)).expanduser()
+    return default_checkpoint_path(mid)
+
+
+def file_url(model: str, spec: Dict[str, Any]) -> str:
+    """Download URL of one registry file, after mirror / host overrides."""
+    mid = resolve_model_name(model)
+    mirror = os.environ.get("MT3_DOWNLOAD_MIRROR")
+    if mirror:
+        return f"{mirror.rstrip('/')}/{mid}/{spec['name']}"
+    url = spec["url"]
+    host = spec.get("host")
+    if host in _HOST_DEFAULTS:
+        env, default = _HOST_DEFAULTS[host]
+        override = os.environ.get(env)
+        if override and url.startswith(default):
+            url = override.rstrip("/") + url[len(default):]
+    return url
+
+
+def files_for(model: str) -> List[Dict[str, Any]]:
+    """Copies of the downloadable files of ``model`` with resolved URL and target path."""
+    mid = resolve_model_name(model)
+    folder = artifact_dir(mid)
+    out = []
+    for spec in _MODELS[mid]["checkpoint"]["files"]:
+        item = dict(spec)
+        item["url"] = file_url(mid, spec)
+        item["path"] = folder / spec["name"]
+        out.append(item)
+    return out
+
+
+__all__ = [
+    "CHECKPOINT_DIR_ENV",
+    "DEFAULT_MODEL",
+    "aliases",
+    "artifact_dir",
+    "cache_key",
+    "catalog_profile",
+    "checkpoint_root",
+    "default_checkpoint_path",
+    "exported_model_path",
+    "file_url",
+    "files_for",
+    "get_model_info",
+    "list_models",
+    "model_dir",
+    "model_ids",
+    "resolve_checkpoint_path",
+    "resolve_model_name",
+]

@@ -1,0 +1,369 @@
+"""Downloads against a local HTTP server on 127.0.0.1 (tests/_mt3_http.py):
+good file, wrong sha256, interrupted transfer resumed, server errors, offline
+mode, concurrent processes, model-level layout and the export cache."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mt3_infer import CheckpointDownloadError, CheckpointError, download, registry
+from tests._mt3_http import FileServer
+
+BLOB = bytes(range(256)) * 2048 + b"tail"  # 524,292 bytes: several 64 KiB blocks
+BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
+
+
+def _leftovers(folder: Path):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part") or ".tmp" in p.name)
+
+
+# ---------------------------------------------------------------------------
+# download_file
+# ---------------------------------------------------------------------------
+def test_good_file(tmp_path):
+    with FileServer({"/m/blob.bin": BLOB}) as srv:
+        dest = tmp_path / "sub" / "blob.bin"
+        out = download.download_file(srv.url + "/m/blob.bin", dest, BLOB_SHA, size=len(BLOB), progress=False)
+        assert out == dest and dest.read_bytes() == BLOB
+        assert _leftovers(dest.parent) == []
+        # second call: present and verified → no request
+        n = len(srv.log)
+        download.download_file(srv.url + "/m/blob.bin", dest, BLOB_SHA, size=len(BLOB), progress=False)
+        assert len(srv.log) == n
+
+
+def test_wrong_sha256_refused_and_nothing_left(tmp_path):
+    with FileServer({"/blob": BLOB}) as srv:
+        dest = tmp_path / "blob.bin"
+        with pytest.raises(CheckpointDownloadError, match="Checksum verification failed! Expected 0+, Got " + BLOB_SHA):
+            download.download_file(srv.url + "/blob", dest, "0" * 64, progress=False)
+        assert not dest.exists()
+        assert _leftovers(tmp_path) == []
+
+
+def test_wrong_size_refused(tmp_path):
+    with FileServer({"/blob": BLOB}) as srv:
+        dest = tmp_path / "blob.bin"
+        with pytest.raises(CheckpointDownloadError, match="size check failed"):
+            download.download_file(srv.url + "/blob", dest, None, size=len(BLOB) - 10, progress=False)
+        assert not dest.exists() and _leftovers(tmp_path) == []
+
+
+def test_interrupted_transfer_is_resumed_with_range(tmp_path):
+    with FileServer({"/blob": BLOB}, cut_first=1) as srv:
+        dest = tmp_path / "blob.bin"
+        seen = []
+        download.download_file(srv.url + "/blob", dest, BLOB_SHA, size=len(BLOB),
+                               progress=lambda done, total: seen.append((done, total)))
+        assert dest.read_bytes() == BLOB
+        reqs = srv.requests_for("/blob")
+        assert len(reqs) == 2
+        assert reqs[0][2] is None and reqs[0][3] == 200
+        # the second request asks only for what is missing
+        start = int(reqs[1][2].split("=")[1].rstrip("-"))
+        assert 0 < start < len(BLOB) and reqs[1][3] == 206
+        assert seen[-1] == (len(BLOB), len(BLOB))
+        assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:]) if b[0] != start)
+        assert _leftovers(tmp_path) == []
+
+
+def test_partial_file_from_an_earlier_run_is_resumed(tmp_path):
+    dest = tmp_path / "blob.bin"
+    (tmp_path / "blob.bin.part").write_bytes(BLOB[:100_000])
+    with FileServer({"/blob": BLOB}) as srv:
+        download.download_file(srv.url + "/blob", dest, BLOB_SHA, size=len(BLOB), progress=False)
+        assert srv.requests_for("/blob") == [("GET", "/blob", "bytes=100000-", 206)]
+    assert dest.read_bytes() == BLOB and _leftovers(tmp_path) == []
+
+
+def test_server_without_range_support_restarts(tmp_path):
+    dest = tmp_path / "blob.bin"
+    (tmp_path / "blob.bin.part").write_bytes(b"x" * 5000)  # stale garbage
+    with FileServer({"/blob": BLOB}, no_range=True) as srv:
+        download.download_file(srv.url + "/blob", dest, BLOB_SHA, progress=False)
+    assert dest.read_bytes() == BLOB
+
+
+def test_complete_part_file_gets_416_and_is_verified(tmp_path):
+    dest = tmp_path / "blob.bin"
+    (tmp_path / "blob.bin.part").write_bytes(BLOB)
+    with FileServer({"/blob": BLOB}) as srv:
+        download.download_file(srv.url + "/blob", dest, BLOB_SHA, size=len(BLOB), progress=False)
+        assert [r[3] for r in srv.requests_for("/blob")] == [416]
+    assert dest.read_bytes() == BLOB
+
+
+def test_server_error_raises_after_retries(tmp_path):
+    with FileServer({"/blob": BLOB}, status=500) as srv:
+        dest = tmp_path / "blob.bin"
+        with pytest.raises(CheckpointDownloadError, match="HTTP 500"):
+            download.download_file(srv.url + "/blob", dest, BLOB_SHA, retries=1, progress=False)
+        assert len(srv.log) == 2  # first try + one retry
+    assert not dest.exists()
+
+
+def test_not_found_is_not_retried(tmp_path):
+    with FileServer({}) as srv:
+        with pytest.raises(CheckpointDownloadError, match="HTTP 404"):
+            download.download_file(srv.url + "/missing", tmp_path / "x", None, progress=False)
+        assert len(srv.log) == 1
+
+
+def test_connection_refused(tmp_path):
+    with FileServer({}) as srv:
+        url = srv.url + "/x"
+    with pytest.raises(CheckpointDownloadError, match="Failed to download"):
+        download.download_file(url, tmp_path / "x", None, retries=0, progress=False)
+
+
+def test_plain_progress_bar_when_forced(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # force the built-in bar
+    with FileServer({"/blob": BLOB}) as srv:
+        download.download_file(srv.url + "/blob", tmp_path / "b", BLOB_SHA, size=len(BLOB), progress=True,
+                               desc="blob")
+    err = capsys.readouterr().err
+    assert "blob [" in err and "100.0%" in err
+
+
+def test_quiet_when_not_a_tty(tmp_path, capsys):
+    with FileServer({"/blob": BLOB}) as srv:
+        download.download_file(srv.url + "/blob", tmp_path / "b", BLOB_SHA)
+    cap = capsys.readouterr()
+    assert cap.err == "" and cap.out == ""
+
+
+def test_two_processes_leave_one_good_file(tmp_path):
+    big = os.urandom(3 * 1024 * 1024)
+    sha = hashlib.sha256(big).hexdigest()
+    dest = tmp_path / "models" / "big.bin"
+    with FileServer({"/big": big}, slow=0.01) as srv:
+        code = textwrap.dedent(f"""
+            import sys
+            from mt3_infer.download import download_file
+            download_file({srv.url + '/big'!r}, {str(dest)!r}, {sha!r}, size={len(big)}, progress=False)
+            print("ok")
+        """)
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=60) for p in procs]
+        for p, (out, err) in zip(procs, outs):
+            assert p.returncode == 0, err
+            assert out.strip() == "ok"
+        # the lock serialises them: fetched once, the other found a verified file
+        assert len(srv.requests_for("/big")) == 1
+    assert dest.read_bytes() == big
+    assert _leftovers(dest.parent) == []
+
+
+# ---------------------------------------------------------------------------
+# Models (registry files redirected to the local server)
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def local_models(tmp_path, monkeypatch):
+    """Registry files of every model point at small blobs on a local server."""
+    blobs = {}
+    for mid in registry.model_ids():
+        for spec in registry._entry(mid)["checkpoint"]["files"]:
+            data = (mid.encode() + b"-" + spec["name"].encode()) * 5000
+            blobs[f"/{mid}/{spec['name']}"] = data
+            monkeypatch.setitem(spec, "sha256", hashlib.sha256(data).hexdigest())
+            monkeypatch.setitem(spec, "size", len(data))
+    root = tmp_path / "ckpt"
+    monkeypatch.setenv("MT3_CHECKPOINT_DIR", str(root))
+    monkeypatch.delenv("MT3_OFFLINE", raising=False)
+    with FileServer(blobs) as srv:
+        monkeypatch.setenv("MT3_DOWNLOAD_MIRROR", srv.url)
+        yield types.SimpleNamespace(server=srv, root=root, blobs=blobs)
+
+
+def test_registry_urls_are_the_real_upstreams(monkeypatch):
+    for var in ("MT3_DOWNLOAD_MIRROR", "MT3_HF_ENDPOINT", "MT3_GITHUB_MEDIA_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    urls = {f["name"] + "@" + m: f["url"] for m in registry.model_ids() for f in registry.files_for(m)}
+    assert urls["mt3.pth@mr_mt3"] == "https://huggingface.co/gudgud1014/MR-MT3/resolve/main/mt3.pth"
+    assert urls["mt3.pth@mt3_pytorch"] == (
+        "https://media.githubusercontent.com/media/kunato/mt3-pytorch/master/pretrained/mt3.pth")
+    assert urls["last.ckpt@yourmt3"] == (
+        "https://huggingface.co/spaces/mimbres/YourMT3/resolve/main/amt/logs/2024/"
+        "mc13_256_g4_all_v7_mt3f_sqr_rms_moe_wf4_n8k2_silu_rope_rp_b36_nops/checkpoints/last.ckpt")
+    for m in registry.model_ids():
+        for f in registry.files_for(m):
+            assert len(f["sha256"]) == 64 and int(f["sha256"], 16) >= 0 and f["sha256"] == f["sha256"].lower()
+    monkeypatch.setenv("MT3_HF_ENDPOINT", "http://mirror.example/hf/")
+    assert registry.files_for("fast")[0]["url"] == "http://mirror.example/hf/gudgud1014/MR-MT3/resolve/main/mt3.pth"
+
+
+def test_download_model_layout(local_models):
+    root = local_models.root
+    p1 = download.download_model("fast", export=False, quiet=True)
+    assert p1 == root / "mr_mt3" / "mt3.pth"
+    assert p1.read_bytes() == local_models.blobs["/mr_mt3/mt3.pth"]
+    p2 = download.download_model("mt3_pytorch", export=False, quiet=True)
+    assert p2 == root / "mt3_pytorch" and p2.is_dir()
+    assert (p2 / "mt3.pth").read_bytes() == local_models.blobs["/mt3_pytorch/mt3.pth"]
+    cfg = json.loads((p2 / "config.json").read_text())
+    assert cfg["vocab_size"] == 1536 and cfg["num_heads"] == 6 and cfg["feed_forward_proj"] == "gated-gelu"
+    p3 = download.download_model("multitask", export=False, quiet=True)
+    assert p3 == root / "yourmt3" / "mc13_256_g4_all_v7_mt3f_sqr_rms_moe_wf4_n8k2_silu_rope_rp_b36_nops" / "last.ckpt"
+    assert p3.is_file()
+
+
+def test_existing_file_trusted_then_reverified_on_request(local_models):
+    p = download.download_model("mr_mt3", export=False, quiet=True)
+    n = len(local_models.server.log)
+    download.download_model("mr_mt3", export=False, quiet=True)
+    assert len(local_models.server.log) == n  # size matches: no network
+    # same size, corrupted content: only verify=True notices and repairs it
+    data = bytearray(p.read_bytes())
+    data[10] ^= 0xFF
+    p.write_bytes(bytes(data))
+    download.download_model("mr_mt3", export=False, quiet=True)
+    assert len(local_models.server.log) == n
+    download.download_model("mr_mt3", export=False, verify=True, quiet=True)
+    assert len(local_models.server.log) == n + 1
+    assert p.read_bytes() == local_models.blobs["/mr_mt3/mt3.pth"]
+
+
+def test_truncated_existing_file_is_replaced(local_models):
+    p = download.download_model("mr_mt3", export=False, quiet=True)
+    p.write_bytes(p.read_bytes()[:100])
+    download.download_model("mr_mt3", export=False, quiet=True)
+    assert p.read_bytes() == local_models.blobs["/mr_mt3/mt3.pth"]
+
+
+def test_model_download_error_names_the_model(local_models, monkeypatch):
+    monkeypatch.setitem(registry._entry("mr_mt3")["checkpoint"]["files"][0], "sha256", "f" * 64)
+    with pytest.raises(CheckpointDownloadError, match=r"(?s)model .mr_mt3.*Checksum verification failed"):
+        download.download_model("mr_mt3", export=False, quiet=True)
+    assert not (local_models.root / "mr_mt3" / "mt3.pth").exists()
+    assert isinstance(CheckpointDownloadError("x"), CheckpointError)
+
+
+def test_offline_mode_env(local_models, monkeypatch):
+    monkeypatch.setenv("MT3_OFFLINE", "1")
+    with pytest.raises(CheckpointError) as ei:
+        download.download_model("fast", export=False, quiet=True)
+    msg = str(ei.value)
+    assert "MT3_OFFLINE=1" in msg
+    assert local_models.server.url + "/mr_mt3/mt3.pth" in msg
+    assert str(local_models.root / "mr_mt3" / "mt3.pth") in msg
+    assert "mt3-infer download mr_mt3" in msg
+    assert local_models.server.log == []
+
+
+def test_offline_via_load_model_auto_download_false(local_models, monkeypatch):
+    import mt3_infer.api as api
+
+    class Dummy:
+        def __init__(self):
+            pass
+
+        def load_model(self, path, device="auto"):
+            raise AssertionError("must not be reached")
+
+    monkeypatch.setattr(api, "_import_adapter", lambda mid: Dummy)
+    with pytest.raises(CheckpointError, match=r"auto_download=False"):
+        api.load_model("mr_mt3", auto_download=False, cache=False)
+    monkeypatch.setenv("MT3_OFFLINE", "yes")
+    with pytest.raises(CheckpointError, match=r"MT3_OFFLINE=1"):
+        api.load_model("mr_mt3", cache=False)
+    assert local_models.server.log == []
+
+
+def test_load_model_downloads_then_hands_checkpoint_to_adapter(local_models, monkeypatch):
+    import mt3_infer.api as api
+
+    loaded = []
+
+    class Dummy:
+        def __init__(self):
+            pass
+
+        def load_model(self, path, device="auto"):
+            loaded.append((path, device))
+
+    monkeypatch.setattr(api, "_import_adapter", lambda mid: Dummy)
+    monkeypatch.setattr(download, "can_export", lambda model: False)
+    api.load_model("fast", device="cpu", cache=False)
+    assert loaded == [(str(local_models.root / "mr_mt3" / "mt3.pth"), "cpu")]
+
+
+# ---------------------------------------------------------------------------
+# Export cache
+# ---------------------------------------------------------------------------
+def _fake_exporter(monkeypatch, calls):
+    def export_checkpoint(src, dst, **kw):
+        calls.append((src, dst, kw))
+        with zipfile.ZipFile(dst, "w") as z:
+            z.writestr("model/extra/mt3_infer.json",
+                       json.dumps({"format_version": 1, "family": "mt3",
+                                   "source_sha256": hashlib.sha256(Path(src).read_bytes()).hexdigest()}))
+            z.writestr("model/data.pkl", b"stub")
+
+    mod = types.ModuleType("mt3_infer.export.mt3")
+    mod.export_checkpoint = export_checkpoint
+    monkeypatch.setitem(sys.modules, "mt3_infer.export.mt3", mod)
+
+
+def test_export_runs_once_and_is_cached(local_models, monkeypatch):
+    calls = []
+    _fake_exporter(monkeypatch, calls)
+    monkeypatch.setattr(download, "can_export", lambda model: True)
+    download.download_model("mt3_pytorch", quiet=True)
+    target = local_models.root / "mt3_pytorch" / "mt3_pytorch.mt3i.pt"
+    assert len(calls) == 1
+    assert calls[0][0] == str(local_models.root / "mt3_pytorch" / "mt3.pth")
+    assert download.exported_metadata(target)["family"] == "mt3"
+    download.download_model("mt3_pytorch", quiet=True)
+    download.ensure_exported("mt3_pytorch", quiet=True)
+    assert len(calls) == 1  # cached
+    download.ensure_exported("mt3_pytorch", force=True, quiet=True)
+    assert len(calls) == 2
+    assert _leftovers(target.parent) == []
+
+
+def test_export_without_checkpoint(local_models):
+    with pytest.raises(CheckpointError, match="mt3-infer download mr_mt3"):
+        download.ensure_exported("mr_mt3", quiet=True)
+
+
+def test_exported_metadata_rejects_non_artifacts(tmp_path):
+    p = tmp_path / "x.pt"
+    p.write_bytes(b"not a zip")
+    assert download.exported_metadata(p) is None
+    assert download.exported_metadata(tmp_path / "missing") is None
+
+
+def test_load_model_exports_once_and_passes_the_artifact(local_models, monkeypatch):
+    import mt3_infer.api as api
+
+    calls, loaded = [], []
+    _fake_exporter(monkeypatch, calls)
+    monkeypatch.setattr(download, "can_export", lambda model: True)
+
+    class Dummy:
+        def load_model(self, path, device="auto"):
+            loaded.append(path)
+
+    monkeypatch.setattr(api, "_import_adapter", lambda mid: Dummy)
+    api.load_model("fast", cache=False)
+    api.load_model("fast", cache=False)
+    target = local_models.root / "mr_mt3" / "mr_mt3.mt3i.pt"
+    assert loaded == [str(target), str(target)] and len(calls) == 1
+    # without torch/exporter and without a cached export, the original checkpoint is handed over
+    target.unlink()
+    monkeypatch.setattr(download, "can_export", lambda model: False)
+    api.load_model("fast", cache=False)
+    assert loaded[-1] == str(local_models.root / "mr_mt3" / "mt3.pth")
+
+
+def test_can_export_false_without_exporter_module(monkeypatch):
+    monkeypatch.setattr(download, "torch_available", lambda: False)
+    assert download.can_export("fast") is False
