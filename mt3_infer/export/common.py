@@ -289,12 +289,12 @@ def is_torchscript_file(path: str) -> bool:
         return False
 
 
-def exported_cache_path(checkpoint: str, tag: str) -> str:
+def exported_cache_path(checkpoint: str, tag: Optional[str] = None) -> str:
     """Where ``load_model`` keeps the export of ``checkpoint``: beside it,
-    ``<stem>.<tag>.mt3i.pt``."""
+    ``<stem>.mt3i.pt`` (or ``<stem>.<tag>.mt3i.pt``)."""
     checkpoint = os.path.abspath(os.fspath(checkpoint))
     stem, _ = os.path.splitext(checkpoint)
-    return f"{stem}.{tag}.mt3i.pt"
+    return f"{stem}.{tag}.mt3i.pt" if tag else f"{stem}.mt3i.pt"
 
 
 def stack_manifest(prefix: str, per_layer: Sequence[Tuple[str, Tuple[int, ...]]],

@@ -676,12 +676,18 @@ def mt3_meta(cfg: MT3Config, source_sha256: str) -> Dict:
 
 def export_mt3(checkpoint: str, out: str, config: Optional[MT3Config] = None) -> str:
     """Load ``checkpoint`` (mt3.pth or its directory) strictly and write the
-    TorchScript artifact ``out``.  Returns the path written."""
+    TorchScript artifact ``out``.  Returns the path written.  The metadata
+    also records the source's size and mtime (``source_size``,
+    ``source_mtime_ns``) so a cache check can skip re-hashing."""
     weights, _ = resolve_checkpoint(checkpoint)
+    st = os.stat(weights)
     model = load_mt3(checkpoint, config)
     sha = sha256_file(weights)
     scripted = script_runtime(model)
-    return save_scripted(scripted, out, mt3_meta(model.cfg, sha))
+    meta = mt3_meta(model.cfg, sha)
+    meta["source_size"] = int(st.st_size)
+    meta["source_mtime_ns"] = int(st.st_mtime_ns)
+    return save_scripted(scripted, out, meta)
 
 
 def greedy_cached(module, features: Tensor, max_new_tokens: int, eos_id: int = 1,
