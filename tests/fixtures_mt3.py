@@ -20,6 +20,8 @@ SMALL = dict(d_model=64, n_heads=2, d_kv=16, d_ff=96, n_enc=2, n_dec=2, vocab=15
 # to the cap in others (picked by looking at which tokens random rows emit).
 EOS_MIX = [dict(seed=1, cross_gain=3.0, eos_after=1342, eos_gain=8.0),
            dict(seed=3, cross_gain=3.0, eos_after=332, eos_gain=8.0)]
+# A random model that emits many note events (for end-to-end MIDI tests).
+MUSICAL = dict(seed=3, cross_gain=3.0, eos_after=186, eos_gain=8.0, musical=0.2)
 # Random models without the EOS tweak (rows run to the token cap).
 NO_EOS = [dict(seed=1, cross_gain=3.0), dict(seed=4, cross_gain=3.0)]
 
@@ -53,7 +55,7 @@ def spec_manifest(dims=FULL):
 
 
 def random_state(dims=SMALL, seed=0, eos_after=None, eos_gain=8.0, inv_freq_jitter=0.0,
-                 cross_gain=1.0):
+                 cross_gain=1.0, musical=0.0):
     """A state dict of torch tensors with random weights.
 
     ``eos_after`` (a token id) replaces lm_head row 1 (EOS) by ``eos_gain``
@@ -86,6 +88,21 @@ def random_state(dims=SMALL, seed=0, eos_after=None, eos_gain=8.0, inv_freq_jitt
             if "EncDecAttention.o" in key:
                 val = val * cross_gain
         state[key] = torch.from_numpy(np.ascontiguousarray(val, dtype=np.float32))
+    if musical and dims["vocab"] == 1536:
+        # Make note-producing ids likely (MT3 ids, specs/mt3-family.md §5):
+        # shrink the output rows of everything but short shifts, pitches and
+        # velocities, and point the tie row along the start token's embedding
+        # so that most segments open with a tie (which closes the tie section;
+        # without it no note starts).
+        lm = state["lm_head.weight"]
+        keep = np.zeros(1536, bool)
+        keep[3:3 + 200] = True       # shifts 0..199 (10 ms steps)
+        keep[1004:1132] = True       # pitches
+        keep[1132:1134] = True       # velocity 0/1
+        scale = np.where(keep, 1.0, musical).astype(np.float32)
+        lm *= torch.from_numpy(scale)[:, None]
+        emb0 = state["decoder_embed_tokens.weight"][0]
+        lm[1134] = 8.0 * emb0 / emb0.norm()
     if eos_after is not None:
         # EOS row along the embedding of token `eos_after`: once a row has
         # emitted that token, EOS tends to win a step or so later.
