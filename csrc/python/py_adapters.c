@@ -10,8 +10,15 @@
  *     features: float32 [segments, frames, feature_bins] (C-contiguous copy
  *     made when needed).  Returns int64 [segments, channels, length] of
  *     generated ids (start token excluded, PAD after EOS).  GIL released.
- *   .last_stats -> (steps, row_steps) of this thread's latest decode? no:
- *     decode_stats(...) returns (ids, steps, row_steps).
+ *     With stats=True: (ids, steps, row_steps).
+ *
+ * _core.AdapterCore(recipe)            recipe: "mr_mt3" | "mt3_pytorch"
+ *     The native half of MRMT3Adapter / MT3PyTorchAdapter (mt3_infer.adapters
+ *     subclasses it together with MT3Base).  Holds one loaded network,
+ *     shared read-only by every call; each call owns its engine session.
+ *   ._load_export(engine_path, path, device, dtype, num_threads) -> meta json
+ *   ._run(audio, sr, midi=True, notes=False, ...) -> (bytes|None, notes|None, stats|None)
+ *   ._unload(), ._loaded, ._recipe, ._device
  *
  * _core.parse_model_meta(text) -> dict   (the C reader of mt3_infer.json)
  */
@@ -21,6 +28,7 @@
 
 #include "core/decode.h"
 #include "core/engine_loader.h"
+#include "core/pipeline.h"
 
 /* ---------------------------------------------------------------------------
  * EngineModel
@@ -229,6 +237,393 @@ static PyTypeObject EngineModelType = {
 };
 
 /* ---------------------------------------------------------------------------
+ * AdapterCore
+ * ------------------------------------------------------------------------- */
+
+/* A loaded model shared by the calls running on it.  `refs` is only touched
+ * with the GIL held; the model is freed when the last holder lets go (a
+ * reload while calls run does not pull the network from under them). */
+typedef struct model_ref {
+    mt3_model *model;
+    Py_ssize_t refs;
+} model_ref;
+
+static model_ref *model_ref_new(mt3_model *m)
+{
+    model_ref *r = PyMem_Malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    r->model = m;
+    r->refs = 1;
+    return r;
+}
+
+static void model_ref_release(model_ref *r)
+{
+    if (r && --r->refs == 0) {
+        mt3_model *m = r->model;
+        PyMem_Free(r);
+        Py_BEGIN_ALLOW_THREADS
+        mt3_model_free(m);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+typedef struct {
+    PyObject_HEAD
+    const mt3_recipe *recipe;
+    model_ref *ref;
+} AdapterCoreObject;
+
+static int recipe_from_name(const char *name, const mt3_recipe **out)
+{
+    for (int i = 0;; i++) {
+        const mt3_recipe *r = mt3_recipe_get((mt3_recipe_id)i);
+        if (!r)
+            break;
+        if (!strcmp(r->name, name)) {
+            *out = r;
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "unknown recipe '%s'; expected 'mr_mt3' or 'mt3_pytorch'", name);
+    return -1;
+}
+
+static int AdapterCore_init(AdapterCoreObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"recipe", NULL};
+    const char *name;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s", kwlist, &name))
+        return -1;
+    const mt3_recipe *r;
+    if (recipe_from_name(name, &r) < 0)
+        return -1;
+    if (self->ref && self->recipe != r) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot change the recipe of a loaded adapter");
+        return -1;
+    }
+    self->recipe = r;
+    return 0;
+}
+
+static void AdapterCore_dealloc(AdapterCoreObject *self)
+{
+    model_ref *r = self->ref;
+    self->ref = NULL;
+    model_ref_release(r);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int core_ready(AdapterCoreObject *self)
+{
+    if (!self->recipe) {
+        PyErr_SetString(PyExc_RuntimeError, "AdapterCore.__init__ was not called");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *AdapterCore_load_export(AdapterCoreObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"engine_path", "model_path", "device", "dtype", "num_threads", NULL};
+    PyObject *engine_obj, *model_obj = NULL;
+    const char *device = "auto", *dtype = "float32";
+    int num_threads = 0;
+    if (core_ready(self) < 0)
+        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO&|ssi", kwlist, &engine_obj, PyUnicode_FSConverter,
+                                     &model_obj, &device, &dtype, &num_threads))
+        return NULL;
+    PyObject *engine_bytes = NULL;
+    if (engine_obj != Py_None && !PyUnicode_FSConverter(engine_obj, &engine_bytes)) {
+        Py_DECREF(model_obj);
+        return NULL;
+    }
+    int code;
+    if (dtype_code(dtype, &code) < 0) {
+        Py_DECREF(model_obj);
+        Py_XDECREF(engine_bytes);
+        return PyErr_Format(PyExc_ValueError, "dtype must be 'float32', 'float16' or 'bfloat16', got '%s'",
+                            dtype);
+    }
+    mt3_engine_load_opts opts = {device, code, num_threads};
+    const char *epath = engine_bytes ? PyBytes_AS_STRING(engine_bytes) : NULL;
+    const char *mpath = PyBytes_AS_STRING(model_obj);
+    const mt3_recipe *recipe = self->recipe;
+    mt3_error err;
+    mt3_error_clear(&err);
+    mt3_model *m = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = mt3_model_load(epath, mpath, &opts, &m, &err);
+    if (!rc) {
+        rc = mt3_recipe_check_model(recipe, m, &err);
+        if (rc) {
+            mt3_model_free(m);
+            m = NULL;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_DECREF(model_obj);
+    Py_XDECREF(engine_bytes);
+    if (rc)
+        return mt3py_raise(&err);
+    model_ref *nr = model_ref_new(m);
+    if (!nr) {
+        mt3_model_free(m);
+        return PyErr_NoMemory();
+    }
+    model_ref *old = self->ref;
+    self->ref = nr;
+    model_ref_release(old);
+    return PyUnicode_FromString(m->api->model_meta_json(m->handle));
+}
+
+static PyObject *AdapterCore_unload(AdapterCoreObject *self, PyObject *noargs)
+{
+    (void)noargs;
+    model_ref *old = self->ref;
+    self->ref = NULL;
+    model_ref_release(old);
+    Py_RETURN_NONE;
+}
+
+/* Describe a NumPy audio array as an mt3_audio_view (no copy unless the
+ * byte order is foreign).  *keep owns a reference to the viewed array. */
+static int audio_view_of(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep)
+{
+    *keep = NULL;
+    if (!PyArray_Check(audio)) {
+        mt3py_raise_named("AudioError", "audio must be a numpy.ndarray, got %s", Py_TYPE(audio)->tp_name);
+        return -1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)audio;
+    PyArray_Descr *d = PyArray_DESCR(arr);
+    mt3_sample_type t;
+    if (d->kind == 'f' && PyArray_ITEMSIZE(arr) == 4)
+        t = MT3_SAMPLE_F32;
+    else if (d->kind == 'f' && PyArray_ITEMSIZE(arr) == 8)
+        t = MT3_SAMPLE_F64;
+    else if (d->kind == 'i' && PyArray_ITEMSIZE(arr) == 2)
+        t = MT3_SAMPLE_I16;
+    else if (d->kind == 'i' && PyArray_ITEMSIZE(arr) == 4)
+        t = MT3_SAMPLE_I32;
+    else {
+        mt3py_raise_named("AudioError", "unsupported audio dtype; use float32, float64, int16 or int32");
+        return -1;
+    }
+    int nd = PyArray_NDIM(arr);
+    if ((nd != 1 && nd != 2) || PyArray_SIZE(arr) == 0) {
+        mt3py_raise_named("AudioError",
+                          "audio must be a non-empty (n_samples,) or (n_samples, n_channels) array");
+        return -1;
+    }
+    if (!PyArray_ISNOTSWAPPED(arr)) {
+        PyArray_Descr *native = PyArray_DescrNewByteorder(d, NPY_NATIVE);
+        if (!native)
+            return -1;
+        arr = (PyArrayObject *)PyArray_CastToType(arr, native, 0);
+        if (!arr)
+            return -1;
+    } else {
+        Py_INCREF(arr);
+    }
+    v->data = PyArray_DATA(arr);
+    v->type = t;
+    v->n_samples = (size_t)PyArray_DIM(arr, 0);
+    v->n_channels = nd == 2 ? (size_t)PyArray_DIM(arr, 1) : 1;
+    v->sample_stride = (ptrdiff_t)PyArray_STRIDE(arr, 0);
+    v->channel_stride = nd == 2 ? (ptrdiff_t)PyArray_STRIDE(arr, 1) : 0;
+    *keep = arr;
+    return 0;
+}
+
+static PyArray_Descr *note_descr_new(void)
+{
+    PyObject *spec = Py_BuildValue("[(ss)(ss)(ss)(ss)(ss)(ss)]", "onset", "<f8", "offset", "<f8", "pitch",
+                                   "<i4", "velocity", "<i4", "program", "<i4", "is_drum", "?");
+    if (!spec)
+        return NULL;
+    PyArray_Descr *d = NULL;
+    int ok = PyArray_DescrConverter(spec, &d);
+    Py_DECREF(spec);
+    return ok ? d : NULL;
+}
+
+static PyObject *notes_array(const mt3_notes *nl)
+{
+    PyArray_Descr *d = note_descr_new();
+    if (!d)
+        return NULL;
+    npy_intp dims[1] = {(npy_intp)nl->n};
+    PyArrayObject *a = (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, d, 1, dims, NULL, NULL, 0, NULL);
+    if (!a)
+        return NULL;
+    if (PyArray_ITEMSIZE(a) != 29) {
+        Py_DECREF(a);
+        PyErr_SetString(PyExc_RuntimeError, "mt3_infer internal error: unexpected note dtype size");
+        return NULL;
+    }
+    char *p = PyArray_BYTES(a);
+    for (size_t i = 0; i < nl->n; i++, p += 29) {
+        const mt3_note *v = &nl->items[i];
+        int32_t iv[3] = {v->pitch, v->velocity, v->program};
+        memcpy(p, &v->onset, 8);
+        memcpy(p + 8, &v->offset, 8);
+        memcpy(p + 16, iv, 12);
+        p[28] = (char)(v->is_drum ? 1 : 0);
+    }
+    return (PyObject *)a;
+}
+
+static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"audio",       "sr",           "midi",          "notes",
+                             "sort_notes",  "batch_size",   "max_new_tokens", "num_threads",
+                             "allow_resample", "decode_flags", "midi_flags",  "stats", NULL};
+    PyObject *audio;
+    int sr;
+    int want_midi = 1, want_notes = 0, sort_notes = 1, batch = 0, max_new = 0, threads = 0;
+    int allow_resample = 0, stats = 0;
+    unsigned int decode_flags = 0;
+    long long midi_flags = -1;
+    if (core_ready(self) < 0)
+        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|pppiiipILp", kwlist, &audio, &sr, &want_midi,
+                                     &want_notes, &sort_notes, &batch, &max_new, &threads,
+                                     &allow_resample, &decode_flags, &midi_flags, &stats))
+        return NULL;
+    if (!self->ref)
+        return PyErr_Format(PyExc_RuntimeError, "Model not loaded. Call load_model() before transcription.");
+    if (batch < 0 || max_new < 0 || threads < 0)
+        return PyErr_Format(PyExc_ValueError,
+                            "batch_size, max_new_tokens and num_threads must be positive (or None for the default)");
+    mt3_audio_view view;
+    PyArrayObject *keep = NULL;
+    if (audio_view_of(audio, &view, &keep) < 0)
+        return NULL;
+    const mt3_recipe *recipe = self->recipe;
+    mt3_run_opts o = mt3_run_opts_default(recipe);
+    o.batch_size = batch;
+    o.max_new_tokens = max_new;
+    o.num_threads = threads;
+    o.allow_resample = allow_resample;
+    o.decode_flags = decode_flags;
+    if (midi_flags >= 0)
+        o.midi_flags = (unsigned)midi_flags;
+    o.want_midi = want_midi;
+    o.want_notes = want_notes;
+    model_ref *ref = self->ref;
+    ref->refs++;
+    mt3_run_result res;
+    mt3_error err;
+    mt3_error_clear(&err);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = mt3_pipeline_run(recipe, ref->model, &view, sr, &o, &res, &err);
+    if (!rc && want_notes && sort_notes)
+        rc = mt3_notes_sort(&res.notes, &err);
+    Py_END_ALLOW_THREADS
+    model_ref_release(ref);
+    Py_DECREF(keep);
+    if (rc) {
+        mt3_run_result_free(&res);
+        return mt3py_raise(&err);
+    }
+    PyObject *midi_obj = NULL, *notes_obj = NULL, *stats_obj = NULL;
+    if (want_midi)
+        midi_obj = PyBytes_FromStringAndSize((const char *)res.midi, (Py_ssize_t)res.midi_len);
+    else
+        midi_obj = Py_NewRef(Py_None);
+    if (midi_obj)
+        notes_obj = want_notes ? notes_array(&res.notes) : Py_NewRef(Py_None);
+    if (notes_obj) {
+        if (stats)
+            stats_obj = Py_BuildValue("{s:i,s:i,s:L,s:L,s:n,s:d,s:d,s:d,s:d}", "segments", res.n_segments,
+                                      "token_length", res.token_length, "steps", (long long)res.steps,
+                                      "row_steps", (long long)res.row_steps, "samples_16k",
+                                      (Py_ssize_t)res.samples_16k, "t_audio", res.t_audio, "t_features",
+                                      res.t_features, "t_network", res.t_network, "t_notes", res.t_notes);
+        else
+            stats_obj = Py_NewRef(Py_None);
+    }
+    mt3_run_result_free(&res);
+    if (!midi_obj || !notes_obj || !stats_obj) {
+        Py_XDECREF(midi_obj);
+        Py_XDECREF(notes_obj);
+        Py_XDECREF(stats_obj);
+        return NULL;
+    }
+    return Py_BuildValue("NNN", midi_obj, notes_obj, stats_obj);
+}
+
+static PyObject *AdapterCore_get_loaded(AdapterCoreObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->ref != NULL);
+}
+
+static PyObject *AdapterCore_get_recipe(AdapterCoreObject *self, void *closure)
+{
+    (void)closure;
+    if (!self->recipe)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(self->recipe->name);
+}
+
+static PyObject *AdapterCore_get_device(AdapterCoreObject *self, void *closure)
+{
+    (void)closure;
+    if (!self->ref)
+        Py_RETURN_NONE;
+    const mt3_model *m = self->ref->model;
+    const char *d = m->api->model_device ? m->api->model_device(m->handle) : "";
+    return PyUnicode_FromString(d ? d : "");
+}
+
+static PyObject *AdapterCore_get_meta_json(AdapterCoreObject *self, void *closure)
+{
+    (void)closure;
+    if (!self->ref)
+        Py_RETURN_NONE;
+    const mt3_model *m = self->ref->model;
+    return PyUnicode_FromString(m->api->model_meta_json(m->handle));
+}
+
+static PyGetSetDef AdapterCore_getset[] = {
+    {"_loaded", (getter)AdapterCore_get_loaded, NULL, "whether a network is loaded", NULL},
+    {"_recipe", (getter)AdapterCore_get_recipe, NULL, "the recipe name", NULL},
+    {"_device", (getter)AdapterCore_get_device, NULL, "the resolved device (None before loading)", NULL},
+    {"_meta_json", (getter)AdapterCore_get_meta_json, NULL, "the loaded artifact's mt3_infer.json", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef AdapterCore_methods[] = {
+    {"_load_export", (PyCFunction)(void (*)(void))AdapterCore_load_export, METH_VARARGS | METH_KEYWORDS,
+     "_load_export(engine_path, model_path, device='auto', dtype='float32', num_threads=0) -> meta json\n"
+     "Load an exported network (GIL released) and check it fits the recipe."},
+    {"_unload", (PyCFunction)AdapterCore_unload, METH_NOARGS, "Drop the loaded network."},
+    {"_run", (PyCFunction)(void (*)(void))AdapterCore_run, METH_VARARGS | METH_KEYWORDS,
+     "_run(audio, sr, midi=True, notes=False, sort_notes=True, batch_size=0, max_new_tokens=0,\n"
+     "     num_threads=0, allow_resample=False, decode_flags=0, midi_flags=-1, stats=False)\n"
+     "-> (midi bytes | None, notes | None, stats dict | None).  GIL released throughout."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AdapterCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mt3_infer._core.AdapterCore",
+    .tp_basicsize = sizeof(AdapterCoreObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "AdapterCore(recipe): native pipeline of an MT3 adapter ('mr_mt3' or 'mt3_pytorch').",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)AdapterCore_init,
+    .tp_dealloc = (destructor)AdapterCore_dealloc,
+    .tp_methods = AdapterCore_methods,
+    .tp_getset = AdapterCore_getset,
+};
+
+/* ---------------------------------------------------------------------------
  * parse_model_meta
  * ------------------------------------------------------------------------- */
 
@@ -280,6 +675,13 @@ int mt3py_register_adapters(PyObject *m)
     Py_INCREF(&EngineModelType);
     if (PyModule_AddObject(m, "EngineModel", (PyObject *)&EngineModelType) < 0) {
         Py_DECREF(&EngineModelType);
+        return -1;
+    }
+    if (PyType_Ready(&AdapterCoreType) < 0)
+        return -1;
+    Py_INCREF(&AdapterCoreType);
+    if (PyModule_AddObject(m, "AdapterCore", (PyObject *)&AdapterCoreType) < 0) {
+        Py_DECREF(&AdapterCoreType);
         return -1;
     }
     if (PyModule_AddFunctions(m, adapter_functions) < 0)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -232,7 +233,9 @@ def save_scripted(scripted, out_path: str, meta: Mapping) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".mt3_export_", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        torch.jit.save(scripted, tmp, _extra_files={META_NAME: meta_json(meta)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
+            torch.jit.save(scripted, tmp, _extra_files={META_NAME: meta_json(meta)})
         os.replace(tmp, out_path)
     except BaseException:
         try:
@@ -286,12 +289,12 @@ def is_torchscript_file(path: str) -> bool:
         return False
 
 
-def exported_cache_path(checkpoint: str, tag: str) -> str:
+def exported_cache_path(checkpoint: str, tag: Optional[str] = None) -> str:
     """Where ``load_model`` keeps the export of ``checkpoint``: beside it,
-    ``<stem>.<tag>.mt3i.pt``."""
+    ``<stem>.mt3i.pt`` (or ``<stem>.<tag>.mt3i.pt``)."""
     checkpoint = os.path.abspath(os.fspath(checkpoint))
     stem, _ = os.path.splitext(checkpoint)
-    return f"{stem}.{tag}.mt3i.pt"
+    return f"{stem}.{tag}.mt3i.pt" if tag else f"{stem}.mt3i.pt"
 
 
 def stack_manifest(prefix: str, per_layer: Sequence[Tuple[str, Tuple[int, ...]]],

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
@@ -646,7 +647,9 @@ def load_mt3(checkpoint: str, config: Optional[MT3Config] = None) -> MT3:
 
 def script_runtime(model: MT3):
     """torch.jit.script of :class:`MT3Runtime` built from ``model``."""
-    return torch.jit.script(MT3Runtime.from_reference(model.eval()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
+        return torch.jit.script(MT3Runtime.from_reference(model.eval()))
 
 
 def mt3_meta(cfg: MT3Config, source_sha256: str) -> Dict:
@@ -673,12 +676,18 @@ def mt3_meta(cfg: MT3Config, source_sha256: str) -> Dict:
 
 def export_mt3(checkpoint: str, out: str, config: Optional[MT3Config] = None) -> str:
     """Load ``checkpoint`` (mt3.pth or its directory) strictly and write the
-    TorchScript artifact ``out``.  Returns the path written."""
+    TorchScript artifact ``out``.  Returns the path written.  The metadata
+    also records the source's size and mtime (``source_size``,
+    ``source_mtime_ns``) so a cache check can skip re-hashing."""
     weights, _ = resolve_checkpoint(checkpoint)
+    st = os.stat(weights)
     model = load_mt3(checkpoint, config)
     sha = sha256_file(weights)
     scripted = script_runtime(model)
-    return save_scripted(scripted, out, mt3_meta(model.cfg, sha))
+    meta = mt3_meta(model.cfg, sha)
+    meta["source_size"] = int(st.st_size)
+    meta["source_mtime_ns"] = int(st.st_mtime_ns)
+    return save_scripted(scripted, out, meta)
 
 
 def greedy_cached(module, features: Tensor, max_new_tokens: int, eos_id: int = 1,

@@ -1,0 +1,99 @@
+/* pipeline — the per-model recipes of the MT3 adapters and the one call that
+ * runs a recipe end to end: audio -> 16 kHz mono -> features -> network
+ * (greedy, cached) -> tokens -> notes -> MIDI bytes.
+ *
+ *   recipe        resampling (sr != 16 kHz)          preset       frames  notes        MIDI
+ *   mr_mt3        refused (the anchor raises); with   mr_mt3       256     MR-MT3 rules single track
+ *                 allow_resample: torchaudio-style                                       (MT3_MIDI_MR_MT3)
+ *                 sinc, as the anchor's load_audio
+ *   mt3_pytorch   libsoxr HQ (librosa soxr_hq)        mt3_pytorch  257     Magenta      pretty_midi style,
+ *                                                                                        auto_filter default on
+ *
+ * Both recipes use the same exported network (family "mt3"); MR-MT3 feeds
+ * 256 frames per segment, MT3-PyTorch 257.  Segments are decoded in batches
+ * (the anchor: MR-MT3 all at once, MT3-PyTorch one at a time) — rows are
+ * independent, so batching changes nothing but speed.
+ *
+ * MR-MT3 audio shorter than 128 samples has no frame: the anchor crashes,
+ * here the result is a MIDI file without notes (a crash is not behaviour
+ * worth keeping, specs/mt3-family.md §10 item 3).
+ *
+ * Thread safety: reentrant; the model is shared read-only, every call owns
+ * its own engine session and buffers.
+ */
+#ifndef MT3_PIPELINE_H
+#define MT3_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/audio.h"
+#include "core/codec.h"
+#include "core/decode.h"
+#include "core/engine_loader.h"
+#include "core/features.h"
+#include "core/midi.h"
+#include "core/mt3_error.h"
+#include "core/notes.h"
+
+typedef enum mt3_recipe_id {
+    MT3_RECIPE_MR_MT3 = 0,
+    MT3_RECIPE_MT3_PYTORCH = 1
+} mt3_recipe_id;
+
+typedef struct mt3_recipe {
+    const char *name;         /* "mr_mt3", "mt3_pytorch" */
+    const char *family;       /* artifact family the network must have: "mt3" */
+    mt3_preset preset;        /* spectrogram preset */
+    int resampler;            /* mt3_resampler for sr != 16000, or -1: refuse */
+    int relaxed_resampler;    /* used instead of refusing when allow_resample is set */
+    mt3_scheme scheme;        /* token -> note rules */
+    mt3_midi_style midi;      /* MIDI writer */
+    unsigned default_midi_flags; /* the anchor's defaults (MT3_MIDI_AUTO_FILTER for mt3_pytorch) */
+} mt3_recipe;
+
+/* The recipe table entry, or NULL for an unknown id. */
+const mt3_recipe *mt3_recipe_get(mt3_recipe_id id);
+
+/* Check that a loaded network fits a recipe (family, feature bins, frame
+ * range, vocabulary, channels); MT3_E_CHECKPOINT naming the mismatch. */
+int mt3_recipe_check_model(const mt3_recipe *r, const mt3_model *m, mt3_error *err);
+
+typedef struct mt3_run_opts {
+    int batch_size;      /* segments per network batch; <= 0: all */
+    int max_new_tokens;  /* <= 0: the model's (1024) */
+    int num_threads;     /* features and network threads; <= 0: defaults */
+    int allow_resample;  /* recipes that refuse sr != 16 kHz resample instead */
+    unsigned decode_flags; /* MT3_DECODE_* */
+    unsigned midi_flags;   /* MT3_MIDI_* (used verbatim) */
+    int want_midi;       /* produce MIDI bytes */
+    int want_notes;      /* keep the notes (scheme order) */
+    const volatile int *cancel; /* optional, see mt3_decode_opts */
+} mt3_run_opts;
+
+/* Defaults: everything 0 except want_midi = 1 and midi_flags = the recipe's
+ * default_midi_flags. */
+mt3_run_opts mt3_run_opts_default(const mt3_recipe *r);
+
+typedef struct mt3_run_result {
+    uint8_t *midi;     /* malloc'ed SMF bytes (want_midi), else NULL */
+    size_t midi_len;
+    mt3_notes notes;   /* want_notes: notes in the scheme's order */
+    int n_segments;    /* segments transcribed */
+    int token_length;  /* columns of the token array */
+    int64_t steps;     /* decoder steps (all batches) */
+    int64_t row_steps; /* tokens computed (sum over rows of their generated length) */
+    size_t samples_16k;
+    double t_audio, t_features, t_network, t_notes; /* seconds per stage (monotonic clock) */
+} mt3_run_result;
+
+void mt3_run_result_free(mt3_run_result *r);
+
+/* Run the recipe on one audio view (validated here: finite samples, sr
+ * range).  On success fills *out (caller frees with mt3_run_result_free);
+ * on failure *out is zeroed and err says why (MT3_E_AUDIO, MT3_E_VALUE,
+ * MT3_E_CHECKPOINT, MT3_E_INFERENCE, MT3_E_NOMEM, MT3_E_CANCELLED). */
+int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_view *audio, int sr,
+                     const mt3_run_opts *opts, mt3_run_result *out, mt3_error *err);
+
+#endif

@@ -1,0 +1,251 @@
+"""Shared Python half of the two MT3 adapters (MR-MT3 and MT3-PyTorch).
+
+The work happens in C (``_core.AdapterCore``: audio, features, the libtorch
+network with a KV cache, token decoding, notes, MIDI); this layer resolves
+checkpoints, exports ``mt3.pth`` once when needed, applies the anchor's input
+checks (``MT3Base``) and turns MIDI bytes into ``mido.MidiFile``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from typing import Optional
+
+import numpy as np
+
+from .. import _core
+from .._engine import engine_library_path
+from ..base import MT3Base
+from ..exceptions import AudioError, CheckpointError, FrameworkError
+from ..export.common import EXPORTER_VERSION, exported_cache_path, read_artifact_meta, sha256_file
+
+# One lock per cache file: concurrent load_model calls export once.
+_EXPORT_LOCKS: dict = {}
+_EXPORT_LOCKS_GUARD = threading.Lock()
+
+
+class SampleRateError(AudioError, RuntimeError):
+    """Audio at a rate the adapter does not resample (MR-MT3 needs 16 kHz).
+
+    An :class:`AudioError` (so also a ``ValueError``) and a ``RuntimeError``:
+    mt3-infer 0.2.0 raised this case as ``RuntimeError`` from ``transcribe``."""
+
+
+def _user_cache_dir() -> str:
+    base = os.environ.get("MT3_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "mt3_infer"
+    )
+    return os.path.join(base, "exports")
+
+
+def _resolve_weights(path: str) -> str:
+    """mt3.pth for a file or an anchor-style directory (config.json + mt3.pth)."""
+    if os.path.isdir(path):
+        w = os.path.join(path, "mt3.pth")
+        if not os.path.isfile(w):
+            exported = [f for f in sorted(os.listdir(path)) if f.endswith(".mt3i.pt")]
+            if exported:
+                return os.path.join(path, exported[0])
+            raise CheckpointError(
+                f"checkpoint directory {path!r} has no mt3.pth; expected the MT3 weights "
+                "(mt3.pth, optionally with config.json) or an exported .pt file"
+            )
+        return w
+    if not os.path.exists(path):
+        raise CheckpointError(f"Checkpoint not found: {path}")
+    return path
+
+
+def _cache_is_fresh(cache: str, weights: str) -> bool:
+    try:
+        meta = read_artifact_meta(cache)
+    except CheckpointError:
+        return False
+    if not meta or meta.get("family") != "mt3" or meta.get("exporter_version") != EXPORTER_VERSION:
+        return False
+    st = os.stat(weights)
+    if meta.get("source_size") == st.st_size and meta.get("source_mtime_ns") == st.st_mtime_ns:
+        return True
+    return meta.get("source_sha256") == sha256_file(weights)
+
+
+def _export_lock(path: str) -> threading.Lock:
+    with _EXPORT_LOCKS_GUARD:
+        return _EXPORT_LOCKS.setdefault(path, threading.Lock())
+
+
+def resolve_exported(checkpoint_path) -> str:
+    """Path of a TorchScript export for ``checkpoint_path``: the file itself
+    when it is one, else the cached export of ``mt3.pth`` (made now when
+    missing or stale; needs torch)."""
+    if checkpoint_path is None:
+        raise ValueError("checkpoint_path is required: an exported model (.pt) or mt3.pth (or its directory)")
+    path = os.path.abspath(os.path.expanduser(os.fspath(checkpoint_path)))
+    weights = _resolve_weights(path)
+    meta = read_artifact_meta(weights)  # CheckpointError for TorchScript without metadata
+    if meta is not None:
+        return weights
+    key = hashlib.sha1(weights.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    candidates = [exported_cache_path(weights),
+                  os.path.join(_user_cache_dir(), f"mt3-{key}.mt3i.pt")]
+    for cache in candidates:
+        if os.path.isfile(cache) and _cache_is_fresh(cache, weights):
+            return cache
+    try:
+        from ..export.mt3 import export_mt3  # imports torch
+    except FrameworkError:
+        raise
+    except ImportError as exc:  # pragma: no cover - torch half-installed
+        raise FrameworkError(
+            f"{weights!r} is an original checkpoint; turning it into the network file needs PyTorch "
+            f"({exc}). Install torch, or pass a file made by `mt3-infer export`."
+        ) from exc
+    last_error = None
+    for cache in candidates:
+        with _export_lock(cache):
+            if os.path.isfile(cache) and _cache_is_fresh(cache, weights):
+                return cache
+            try:
+                os.makedirs(os.path.dirname(cache), exist_ok=True)
+                return export_mt3(weights, cache)
+            except PermissionError as exc:
+                last_error = exc
+                continue
+            except OSError as exc:
+                if exc.errno in (13, 30):  # EACCES, EROFS: try the user cache
+                    last_error = exc
+                    continue
+                raise
+    raise CheckpointError(f"cannot write the exported model next to {weights!r} nor in "
+                          f"{_user_cache_dir()!r}: {last_error}")
+
+
+def _opt_int(name: str, value, minimum: int = 1) -> int:
+    """None -> 0 (native default); else a positive int."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def midi_from_bytes(data: bytes):
+    import mido
+
+    return mido.MidiFile(file=io.BytesIO(data))
+
+
+class MT3AdapterBase(_core.AdapterCore, MT3Base):
+    """Common code of :class:`MRMT3Adapter` and :class:`MT3PyTorchAdapter`."""
+
+    _RECIPE = ""
+    SAMPLE_RATE = 16000
+
+    def __init__(self, *, num_threads: Optional[int] = None, batch_size: Optional[int] = None,
+                 max_new_tokens: Optional[int] = None, dtype: str = "float32"):
+        _core.AdapterCore.__init__(self, self._RECIPE)
+        MT3Base.__init__(self)
+        self.num_threads = num_threads
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.dtype = dtype
+        _opt_int("num_threads", num_threads)
+        _opt_int("batch_size", batch_size)
+        _opt_int("max_new_tokens", max_new_tokens)
+        self.checkpoint_path = None
+        self.exported_path = None
+
+    # -- loading -------------------------------------------------------------
+    def load_model(self, checkpoint_path=None, device="auto"):
+        """Load the network from an exported file (``mt3-infer export``) or the
+        original ``mt3.pth`` (file or directory with config.json), which is
+        exported once into ``<stem>.mt3i.pt`` beside it (needs torch).
+
+        ``device``: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.  The
+        native load runs without the GIL."""
+        exported = resolve_exported(checkpoint_path)
+        lib = engine_library_path()
+        if lib is None:
+            raise FrameworkError(
+                "the libtorch engine is not installed (mt3-infer was built without torch). "
+                "Install torch==2.x, then reinstall mt3-infer with "
+                "`pip install --no-build-isolation mt3-infer`."
+            )
+        dev = "auto" if device is None else str(device)
+        if dev == "mps":
+            raise FrameworkError("device 'mps' is not supported by the libtorch engine; use 'cpu'")
+        self._load_export(lib, exported, device=dev, dtype=self.dtype,
+                          num_threads=_opt_int("num_threads", self.num_threads))
+        self.checkpoint_path = os.fspath(checkpoint_path)
+        self.exported_path = exported
+        self._model_loaded = True
+
+    @property
+    def device(self) -> Optional[str]:
+        return self._device
+
+    # -- running ---------------------------------------------------------------
+    def _native(self, audio, sr, *, midi, notes, batch_size, max_new_tokens, num_threads, stats=False,
+                **extra):
+        audio = self._check_input(audio, sr)
+        sr = int(sr)
+        return self._run(
+            audio, sr, midi=midi, notes=notes,
+            batch_size=_opt_int("batch_size", self.batch_size if batch_size is None else batch_size),
+            max_new_tokens=_opt_int("max_new_tokens",
+                                    self.max_new_tokens if max_new_tokens is None else max_new_tokens),
+            num_threads=_opt_int("num_threads", self.num_threads if num_threads is None else num_threads),
+            stats=stats, **extra,
+        )
+
+    def _extra_run_args(self) -> dict:
+        return {}
+
+    def transcribe_bytes(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
+                         num_threads=None) -> bytes:
+        """Like :meth:`transcribe`, returning the Standard MIDI File bytes."""
+        data, _, _ = self._native(audio, sr, midi=True, notes=False, batch_size=batch_size,
+                                  max_new_tokens=max_new_tokens, num_threads=num_threads,
+                                  **self._extra_run_args())
+        return data
+
+    def transcribe(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None, num_threads=None):
+        """Transcribe ``audio`` (float32/float64, (n,) or (n, channels); int16/int32
+        PCM also accepted) at rate ``sr`` into a ``mido.MidiFile`` — byte for
+        byte the file mt3-infer 0.2.0's adapter writes.
+
+        ``batch_size``: segments per network batch (default: all);
+        ``max_new_tokens``: decoding cap per segment (default 1024);
+        ``num_threads``: CPU threads.  The GIL is released throughout; several
+        threads may transcribe on one adapter at once."""
+        return midi_from_bytes(self.transcribe_bytes(audio, sr, batch_size=batch_size,
+                                                     max_new_tokens=max_new_tokens,
+                                                     num_threads=num_threads))
+
+    def transcribe_notes(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
+                         num_threads=None) -> np.ndarray:
+        """The notes of :meth:`transcribe` as a structured array (onset, offset
+        in seconds f8; pitch, velocity, program i4; is_drum bool), sorted by
+        (onset, pitch, program).  These are the decoded notes, before the
+        MIDI writer's own post-processing (MT3-PyTorch's auto_filter)."""
+        _, notes, _ = self._native(audio, sr, midi=False, notes=True, batch_size=batch_size,
+                                   max_new_tokens=max_new_tokens, num_threads=num_threads,
+                                   **self._extra_run_args())
+        return notes
+
+    def transcribe_stats(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
+                         num_threads=None):
+        """(midi bytes, stats dict) — stats: segments, token_length, steps,
+        row_steps (tokens computed), samples_16k and per-stage seconds
+        (t_audio, t_features, t_network, t_notes).  For benchmarks."""
+        data, _, stats = self._native(audio, sr, midi=True, notes=False, batch_size=batch_size,
+                                      max_new_tokens=max_new_tokens, num_threads=num_threads,
+                                      stats=True, **self._extra_run_args())
+        return data, stats
+
+    def unload(self):
+        """Free the network (the adapter can be loaded again)."""
+        self._unload()
+        self._model_loaded = False

@@ -1,0 +1,56 @@
+"""MRMT3Adapter: MR-MT3 as run by mt3-infer 0.2.0, natively.
+
+Recipe (specs/mt3-family.md §11): 16 kHz mono (no resampling: other rates
+raise, as in the anchor — ``resample=True`` relaxes this), 128-sample hops with
+the trailing partial hop dropped, 256-frame log-mel segments (magnitude,
+20-7600 Hz), greedy decoding of every segment (≤ 1024 tokens), the anchor's
+own token-to-note rules and its single-track MIDI writer.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ._mt3 import MT3AdapterBase, SampleRateError
+
+
+class MRMT3Adapter(MT3AdapterBase):
+    """MR-MT3 transcription adapter (same weights as MT3-PyTorch: ``mt3.pth``).
+
+    Args:
+        resample: accept audio at any rate and resample it to 16 kHz with the
+            torchaudio-style sinc resampler (what the anchor's ``load_audio``
+            applies before MR-MT3 sees the audio).  Off by default: like
+            mt3-infer 0.2.0, non-16 kHz input raises (``SampleRateError``, an
+            ``AudioError`` and a ``RuntimeError``).
+        num_threads, batch_size, max_new_tokens: defaults for every call
+            (CPU threads; segments per network batch, default all;
+            tokens per segment, default 1024).
+        dtype: ``"float32"``; ``"float16"``/``"bfloat16"`` on CUDA only.
+    """
+
+    _RECIPE = "mr_mt3"
+    MAX_GENERATION_LENGTH = 1024
+
+    def __init__(self, resample: bool = False, *, num_threads: Optional[int] = None,
+                 batch_size: Optional[int] = None, max_new_tokens: Optional[int] = None,
+                 dtype: str = "float32"):
+        super().__init__(num_threads=num_threads, batch_size=batch_size,
+                         max_new_tokens=max_new_tokens, dtype=dtype)
+        self.resample = bool(resample)
+
+    def _native(self, audio, sr, **kw):
+        if not self.resample and not isinstance(sr, bool) and isinstance(sr, int) and sr > 0 \
+                and sr != self.SAMPLE_RATE and self._model_loaded:
+            self._check_input(audio, sr)  # the anchor's checks come first
+            raise SampleRateError(
+                f"MR-MT3 expects 16000 Hz audio, got sr={sr}. Resample first "
+                "(mt3_infer.load_audio(path) returns 16 kHz audio) or create the adapter with "
+                "MRMT3Adapter(resample=True)."
+            )
+        return super()._native(audio, sr, **kw)
+
+    def _extra_run_args(self) -> dict:
+        return {"allow_resample": self.resample}
+
+
+__all__ = ["MRMT3Adapter"]
