@@ -235,7 +235,7 @@ def test_transcribe_several_files(tmp_path, ckpt):
     assert midi_notes(a.with_suffix(".mid")) == [60, 61, 62]
     assert midi_notes(b.with_suffix(".mid")) == [60, 61]
     name = mido.MidiFile(str(b.with_suffix(".mid"))).tracks[0][0].name
-    assert name == "bs=4 nt=2 sr=44100"  # options reached the adapter; native rate passed
+    assert name == "bs=4 nt=2 sr=16000"  # options reached the adapter; files load at 16 kHz as 0.2.0
     assert "Transcribed 2/2 file(s)" in r.stdout
 
 
