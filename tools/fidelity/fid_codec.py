@@ -131,6 +131,8 @@ def run(scheme, n, seed, tally):
     t_anchor = time.time() - t0
     t_ours = 0.0
     n_notes_total = 0
+    stats = {"invalid>0": 0, "dropped>0": 0, "auto_filter changed": 0}
+    prev_af = {}
     for (name, d, raw, af, tag), res in zip(meta, results):
         case = f"{scheme}/{name}{tag}"
         t1 = time.time()
@@ -158,6 +160,12 @@ def run(scheme, n, seed, tally):
         with open(os.path.join(d, f"anchor{tag}.json")) as f:
             aj = json.load(f)
         an = aj.get("notes_remapped", aj.get("notes", []))
+        stats["invalid>0"] += (aj.get("est_invalid_events", aj.get("invalid_events", 0)) or 0) > 0
+        stats["dropped>0"] += (aj.get("est_dropped_events", aj.get("dropped_events", 0)) or 0) > 0
+        if af is not None:
+            if name in prev_af and prev_af[name] != anc:
+                stats["auto_filter changed"] += 1
+            prev_af[name] = anc
         n_notes_total += len(an)
         if anc == ours:
             tally.ok()
@@ -168,7 +176,8 @@ def run(scheme, n, seed, tally):
             tally.mismatch(f"{case}: MIDI bytes differ (anchor {len(anc)} B, ours {len(ours)} B, first diff at "
                            f"byte {i}; notes anchor {len(an)} vs ours {len(notes)}); dir {d}")
     tally.notes.append(f"{scheme}: {len(cases)} token arrays, {len(jobs)} decodes, {n_notes_total} anchor notes; "
-                       f"anchor batch {t_anchor:.1f} s, ours {t_ours * 1e3:.1f} ms")
+                       f"anchor batch {t_anchor:.1f} s, ours {t_ours * 1e3:.1f} ms; coverage (anchor decodes): "
+                       + ", ".join(f"{k} {v}" for k, v in stats.items() if scheme == "mt3_pytorch" or "auto" not in k))
 
 
 def main():
