@@ -63,7 +63,7 @@ asan: sysdeps venv
 	# -P and --import-mode=importlib keep the source tree's own _core (first on
 	# sys.path otherwise, via the cwd and the root conftest) from shadowing the
 	# sanitized build; the check below fails loudly if it ever does.
-	PYTHONPATH=build/asan:. \
+	PYTHONPATH=build/asan:.:tests \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	    sh -c '$(PY) -P -c "import mt3_infer._core as c, sys; sys.exit(0 if \"build/asan\" in c.__file__ else \"asan: wrong _core \" + c.__file__)" && \

@@ -32,7 +32,9 @@
  *    "vocab_size": V, "start_id": 0, "eos_id": 1, "pad_id": 0,
  *    "max_new_tokens": 1024 | 256,            decoding cap the anchor uses
  *    "check_first_eos": true | false,         YourMT3 never checks token 1
- *    "source_sha256": "...", "exporter_version": "...", plus free extras}
+ *    "source_sha256": "...", "exporter_version": "...", plus free extras;
+ *    optional "min_frames": the encoder also accepts any T' in
+ *    [min_frames, frames], and then cross K/V hold T' keys (S = T')}
  * Methods (all tensors on the module's device, fp32 unless cast on load):
  *   encode(features[B,T,F]) -> (cross_k, cross_v), each [L, B*C, H, S, Dh];
  *        row r = b*C + c (segment-major).
@@ -108,6 +110,19 @@ typedef struct mt3_engine_api {
 
     /* Number of currently active rows. */
     int (*active_rows)(const mt3_engine_session *s);
+
+    /* ---- Appended after the first draft of ABI 1 (callers must check for
+     * NULL before use; older tables end above). ---- */
+
+    /* Like encode, with an explicit frame count T' (1 <= T' <= meta
+     * "frames"; also >= meta "min_frames" when present).  Lets one MT3
+     * export serve MR-MT3 (256 frames) and MT3-PyTorch (257 frames). */
+    int (*encode_frames)(mt3_engine_session *s, const float *features, int n_segments,
+                         int frames, mt3_error *err);
+
+    /* Intra-op threads for this session's calls (<= 0: the model's
+     * setting).  Applied on the calling thread at every call. */
+    int (*session_set_threads)(mt3_engine_session *s, int num_threads);
 } mt3_engine_api;
 
 typedef const mt3_engine_api *(*mt3_engine_get_api_fn)(void);

@@ -1,33 +1,655 @@
 // engine_torch.cpp — the libtorch implementation of engine.h.
 // The only file in the project that includes torch headers.
-// (Placeholder until the engine work fills in the table.)
+//
+// A model is an immutable torch::jit::Module plus its parsed metadata; a
+// session owns the per-call tensors: cross-attention K/V from encode and a
+// self-attention cache that grows by doubling up to meta "max_len".  Finished
+// rows are dropped by compacting both caches in place (rows move towards the
+// front, their order kept), so a step only ever computes active rows.
+//
+// Every extern "C" entry point catches everything: c10::Error,
+// std::exception and anything else become an mt3_status + message.
+// TorchScript runs with the graph optimizer off for the calling thread
+// (GraphOptimizerEnabledGuard is thread-local): no profiling runs, no
+// shape specialisation, the same kernels on the first call as on the last.
 #include <torch/script.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
+#include <ATen/Parallel.h>
 
+#if __has_include(<torch/cuda.h>)
+#include <torch/cuda.h>
+#define MT3_HAVE_TORCH_CUDA_H 1
+#endif
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
 
 #include "engine/engine.h"
 
+struct mt3_engine_model {
+    torch::jit::Module module;
+    std::string meta_json;
+    std::string device_str;
+    c10::Device device{c10::kCPU};
+    at::ScalarType dtype = at::kFloat;
+    int num_threads = 0;
+    // metadata
+    int frames = 0, min_frames = 1, feature_bins = 0, channels = 1;
+    int n_layers = 0, n_heads = 0, d_kv = 0, max_len = 0, vocab = 0;
+};
+
+struct mt3_engine_session {
+    const mt3_engine_model *m = nullptr;
+    int max_rows = 0;
+    int num_threads = 0;
+    int active = 0;     // active rows
+    int frames = 0;     // T' of the current encode
+    int last_pos = -1;  // highest position written since encode
+    bool encoded = false;
+    at::Tensor cross_k, cross_v;  // [L, max_rows, H, T', Dh] (rows >= active unused)
+    at::Tensor self_k, self_v;    // [L, max_rows, H, cap, Dh]
+    int cap = 0;
+};
+
 namespace {
 
-int set_err(mt3_error *err, int code, const char *msg)
+int set_err(mt3_error *err, int code, const std::string &msg)
 {
     if (err) {
         err->code = code;
-        std::snprintf(err->msg, sizeof err->msg, "%s", msg);
+        std::snprintf(err->msg, sizeof err->msg, "%s", msg.c_str());
     }
     return code;
 }
 
-int model_load(const char *, const mt3_engine_load_opts *, mt3_engine_model **out, mt3_error *err)
+// First line of a c10::Error (its what() carries a long C++ backtrace).
+std::string brief(const char *what)
+{
+    std::string s(what ? what : "");
+    size_t cut = s.find('\n');
+    if (cut != std::string::npos)
+        s.resize(cut);
+    if (s.size() > 700)
+        s.resize(700);
+    return s;
+}
+
+// Wrap a body: catch everything, map to a status.
+template <typename F>
+int guarded(mt3_error *err, int fail_code, const char *what, F &&body)
+{
+    try {
+        return body();
+    } catch (const c10::Error &e) {
+        return set_err(err, fail_code, std::string(what) + ": " + brief(e.what_without_backtrace()));
+    } catch (const std::bad_alloc &) {
+        return set_err(err, MT3_E_NOMEM, std::string(what) + ": out of memory");
+    } catch (const std::exception &e) {
+        return set_err(err, fail_code, std::string(what) + ": " + brief(e.what()));
+    } catch (...) {
+        return set_err(err, fail_code, std::string(what) + ": unknown C++ exception");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A small reader for the flat mt3_infer.json object: top-level keys mapped
+// to their raw value text (nested values are skipped, not interpreted).
+// ---------------------------------------------------------------------------
+struct JsonScan {
+    const std::string &s;
+    size_t i = 0;
+    explicit JsonScan(const std::string &text) : s(text) {}
+
+    void ws()
+    {
+        while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i])))
+            ++i;
+    }
+    bool string(std::string *out)
+    {
+        if (i >= s.size() || s[i] != '"')
+            return false;
+        ++i;
+        std::string v;
+        while (i < s.size() && s[i] != '"') {
+            if (static_cast<unsigned char>(s[i]) < 0x20)
+                return false;
+            if (s[i] == '\\') {
+                if (++i >= s.size())
+                    return false;
+                char c = s[i];
+                if (c == 'u') {
+                    if (i + 4 >= s.size())
+                        return false;
+                    for (int k = 1; k <= 4; ++k)
+                        if (!std::isxdigit(static_cast<unsigned char>(s[i + k])))
+                            return false;
+                    v += '?';
+                    i += 4;
+                } else if (std::strchr("\"\\/bfnrt", c)) {
+                    v += c;
+                } else {
+                    return false;
+                }
+                ++i;
+                continue;
+            }
+            v += s[i++];
+        }
+        if (i >= s.size())
+            return false;
+        ++i;
+        if (out)
+            *out = v;
+        return true;
+    }
+    bool value(int depth)
+    {
+        ws();
+        if (i >= s.size() || depth > 32)
+            return false;
+        char c = s[i];
+        if (c == '"')
+            return string(nullptr);
+        if (c == '{' || c == '[') {
+            char close = c == '{' ? '}' : ']';
+            ++i;
+            ws();
+            if (i < s.size() && s[i] == close) {
+                ++i;
+                return true;
+            }
+            for (;;) {
+                if (c == '{') {
+                    ws();
+                    if (!string(nullptr))
+                        return false;
+                    ws();
+                    if (i >= s.size() || s[i] != ':')
+                        return false;
+                    ++i;
+                }
+                if (!value(depth + 1))
+                    return false;
+                ws();
+                if (i < s.size() && s[i] == ',') {
+                    ++i;
+                    continue;
+                }
+                if (i < s.size() && s[i] == close) {
+                    ++i;
+                    return true;
+                }
+                return false;
+            }
+        }
+        size_t start = i;
+        while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '-' ||
+                                s[i] == '+' || s[i] == '.'))
+            ++i;
+        return i > start;
+    }
+    // Parse the top-level object; fills raw text per key.
+    bool object(std::map<std::string, std::string> *out)
+    {
+        ws();
+        if (i >= s.size() || s[i] != '{')
+            return false;
+        ++i;
+        ws();
+        if (i < s.size() && s[i] == '}') {
+            ++i;
+            ws();
+            return i == s.size();
+        }
+        for (;;) {
+            ws();
+            std::string key;
+            if (!string(&key))
+                return false;
+            ws();
+            if (i >= s.size() || s[i] != ':')
+                return false;
+            ++i;
+            ws();
+            size_t start = i;
+            if (!value(0))
+                return false;
+            (*out)[key] = s.substr(start, i - start);
+            ws();
+            if (i < s.size() && s[i] == ',') {
+                ++i;
+                continue;
+            }
+            if (i < s.size() && s[i] == '}') {
+                ++i;
+                ws();
+                return i == s.size();
+            }
+            return false;
+        }
+    }
+};
+
+bool json_int(const std::map<std::string, std::string> &kv, const char *key, long lo, long hi,
+              int *out)
+{
+    auto it = kv.find(key);
+    if (it == kv.end())
+        return false;
+    const std::string &t = it->second;
+    if (t.empty() || t.size() > 18)
+        return false;
+    size_t k = (t[0] == '-') ? 1 : 0;
+    if (k >= t.size())
+        return false;
+    for (; k < t.size(); ++k)
+        if (!std::isdigit(static_cast<unsigned char>(t[k])))
+            return false;
+    long v = std::strtol(t.c_str(), nullptr, 10);
+    if (v < lo || v > hi)
+        return false;
+    *out = static_cast<int>(v);
+    return true;
+}
+
+int parse_meta(mt3_engine_model *m, mt3_error *err)
+{
+    std::map<std::string, std::string> kv;
+    JsonScan scan(m->meta_json);
+    if (!scan.object(&kv))
+        return set_err(err, MT3_E_CHECKPOINT, "mt3_infer.json in the model file is not a valid JSON object");
+    int version = 0;
+    if (!json_int(kv, "format_version", 0, 1 << 30, &version))
+        return set_err(err, MT3_E_CHECKPOINT, "mt3_infer.json has no integer format_version");
+    if (version != 1)
+        return set_err(err, MT3_E_CHECKPOINT,
+                       "exported model has format_version " + std::to_string(version) +
+                           "; this engine reads version 1. Re-export it with `mt3-infer export`.");
+    struct Field {
+        const char *key;
+        int *dst;
+        long lo, hi;
+    } fields[] = {
+        {"frames", &m->frames, 1, 1 << 20},       {"feature_bins", &m->feature_bins, 1, 1 << 20},
+        {"channels", &m->channels, 1, 4096},      {"n_layers", &m->n_layers, 1, 4096},
+        {"n_heads", &m->n_heads, 1, 4096},        {"d_kv", &m->d_kv, 1, 1 << 16},
+        {"max_len", &m->max_len, 1, 1 << 20},     {"vocab_size", &m->vocab, 1, 1 << 24},
+    };
+    for (const Field &f : fields)
+        if (!json_int(kv, f.key, f.lo, f.hi, f.dst))
+            return set_err(err, MT3_E_CHECKPOINT,
+                           std::string("mt3_infer.json: missing or invalid integer \"") + f.key + "\"");
+    m->min_frames = m->frames;
+    if (kv.count("min_frames") &&
+        !json_int(kv, "min_frames", 1, m->frames, &m->min_frames))
+        return set_err(err, MT3_E_CHECKPOINT, "mt3_infer.json: invalid \"min_frames\"");
+    return MT3_OK;
+}
+
+// Resolve "cpu" / "cuda" / "cuda:N" / "auto".
+int resolve_device(const char *spec, c10::Device *dev, std::string *name, mt3_error *err)
+{
+    std::string s = spec && *spec ? spec : "auto";
+    bool cuda_ok = false;
+    long n_cuda = 0;
+#ifdef MT3_HAVE_TORCH_CUDA_H
+    cuda_ok = torch::cuda::is_available();
+    n_cuda = cuda_ok ? static_cast<long>(torch::cuda::device_count()) : 0;
+#endif
+    if (s == "auto")
+        s = cuda_ok ? "cuda:0" : "cpu";
+    if (s == "cpu") {
+        *dev = c10::Device(c10::kCPU);
+        *name = "cpu";
+        return MT3_OK;
+    }
+    if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+        long idx = 0;
+        if (s.size() > 5) {
+            std::string tail = s.substr(5);
+            if (tail.empty() || tail.size() > 4 ||
+                tail.find_first_not_of("0123456789") != std::string::npos)
+                return set_err(err, MT3_E_VALUE, "device '" + s + "': expected cuda:N with a device number");
+            idx = std::strtol(tail.c_str(), nullptr, 10);
+        }
+        if (!cuda_ok)
+            return set_err(err, MT3_E_FRAMEWORK,
+                           "device '" + s + "' requested but CUDA is not available to libtorch "
+                           "(CPU-only torch build or no GPU); use device='cpu' or 'auto'");
+        if (idx >= n_cuda)
+            return set_err(err, MT3_E_VALUE,
+                           "device '" + s + "': only " + std::to_string(n_cuda) + " CUDA device(s) present");
+        *dev = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(idx));
+        *name = "cuda:" + std::to_string(idx);
+        return MT3_OK;
+    }
+    return set_err(err, MT3_E_VALUE, "unknown device '" + s + "'; use 'cpu', 'cuda', 'cuda:N' or 'auto'");
+}
+
+void apply_threads(int n)
+{
+    if (n > 0 && at::get_num_threads() != n)
+        at::set_num_threads(n);
+}
+
+int thread_count(const mt3_engine_session *s)
+{
+    return s->num_threads > 0 ? s->num_threads : s->m->num_threads;
+}
+
+// Copy rows [src] -> [dst] of a [L, R, ...] tensor (dst <= src).
+void move_row(at::Tensor &t, int dst, int src, int64_t len_dim3 = -1)
+{
+    at::Tensor from = t.select(1, src);
+    at::Tensor to = t.select(1, dst);
+    if (len_dim3 >= 0) {
+        from = from.narrow(2, 0, len_dim3);
+        to = to.narrow(2, 0, len_dim3);
+    }
+    to.copy_(from);
+}
+
+// ---------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------
+
+int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_model **out,
+               mt3_error *err)
 {
     if (out)
         *out = nullptr;
-    return set_err(err, MT3_E_FRAMEWORK, "libtorch engine: not implemented yet");
+    if (!path || !out)
+        return set_err(err, MT3_E_VALUE, "model_load: NULL argument");
+    return guarded(err, MT3_E_CHECKPOINT, "cannot load the exported model", [&]() -> int {
+        c10::InferenceMode guard;
+        torch::jit::GraphOptimizerEnabledGuard opt(false);
+        auto m = std::make_unique<mt3_engine_model>();
+        const char *dev_spec = opts ? opts->device : "auto";
+        int dtype = opts ? opts->dtype : MT3_DTYPE_FLOAT32;
+        m->num_threads = opts ? opts->num_threads : 0;
+        int rc = resolve_device(dev_spec, &m->device, &m->device_str, err);
+        if (rc)
+            return rc;
+        if (dtype == MT3_DTYPE_FLOAT32)
+            m->dtype = at::kFloat;
+        else if (dtype == MT3_DTYPE_FLOAT16 || dtype == MT3_DTYPE_BFLOAT16) {
+            if (!m->device.is_cuda())
+                return set_err(err, MT3_E_VALUE,
+                               "fp16/bf16 is only offered on CUDA devices; use dtype float32 on the CPU");
+            m->dtype = dtype == MT3_DTYPE_FLOAT16 ? at::kHalf : at::kBFloat16;
+        } else {
+            return set_err(err, MT3_E_VALUE, "unknown dtype code " + std::to_string(dtype));
+        }
+        {
+            FILE *f = std::fopen(path, "rb");
+            if (!f)
+                return set_err(err, MT3_E_IO, std::string("cannot open exported model '") + path +
+                                                  "': " + std::strerror(errno));
+            std::fclose(f);
+        }
+        apply_threads(m->num_threads);
+        torch::jit::ExtraFilesMap extra{{"mt3_infer.json", ""}};
+        try {
+            m->module = torch::jit::load(path, m->device, extra);
+        } catch (const c10::Error &e) {
+            return set_err(err, MT3_E_CHECKPOINT,
+                           std::string("'") + path + "' is not a loadable TorchScript file (" +
+                               brief(e.what_without_backtrace()) +
+                               "); pass a file written by `mt3-infer export` or the original checkpoint");
+        }
+        m->meta_json = extra["mt3_infer.json"];
+        if (m->meta_json.empty())
+            return set_err(err, MT3_E_CHECKPOINT,
+                           std::string("'") + path +
+                               "' carries no mt3_infer.json; it was not written by `mt3-infer export`. "
+                               "Export the original checkpoint first.");
+        rc = parse_meta(m.get(), err);
+        if (rc)
+            return rc;
+        for (const char *name : {"encode", "step"})
+            if (!m->module.find_method(name))
+                return set_err(err, MT3_E_CHECKPOINT,
+                               std::string("exported model lacks the method '") + name + "'");
+        m->module.eval();
+        if (m->dtype != at::kFloat)
+            m->module.to(m->dtype);
+        *out = m.release();
+        return MT3_OK;
+    });
+}
+
+void model_free(mt3_engine_model *m)
+{
+    try {
+        delete m;
+    } catch (...) {
+    }
+}
+
+const char *model_meta_json(const mt3_engine_model *m)
+{
+    return m ? m->meta_json.c_str() : "";
+}
+
+const char *model_device(const mt3_engine_model *m)
+{
+    return m ? m->device_str.c_str() : "";
+}
+
+int session_new(const mt3_engine_model *m, int max_rows, mt3_engine_session **out, mt3_error *err)
+{
+    if (out)
+        *out = nullptr;
+    if (!m || !out)
+        return set_err(err, MT3_E_VALUE, "session_new: NULL argument");
+    if (max_rows < 1)
+        return set_err(err, MT3_E_VALUE, "session_new: max_rows must be >= 1");
+    return guarded(err, MT3_E_INFERENCE, "session_new", [&]() -> int {
+        auto s = std::make_unique<mt3_engine_session>();
+        s->m = m;
+        s->max_rows = max_rows;
+        *out = s.release();
+        return MT3_OK;
+    });
+}
+
+void session_free(mt3_engine_session *s)
+{
+    try {
+        delete s;
+    } catch (...) {
+    }
+}
+
+int encode_frames(mt3_engine_session *s, const float *features, int n_segments, int frames,
+                  mt3_error *err)
+{
+    if (!s || !features)
+        return set_err(err, MT3_E_VALUE, "encode: NULL argument");
+    const mt3_engine_model *m = s->m;
+    if (n_segments < 1)
+        return set_err(err, MT3_E_VALUE, "encode: n_segments must be >= 1");
+    if (static_cast<long long>(n_segments) * m->channels > s->max_rows)
+        return set_err(err, MT3_E_VALUE,
+                       "encode: " + std::to_string(n_segments) + " segments exceed the session's " +
+                           std::to_string(s->max_rows) + " rows");
+    if (frames < m->min_frames || frames > m->frames)
+        return set_err(err, MT3_E_VALUE,
+                       "encode: " + std::to_string(frames) + " frames per segment; this model accepts " +
+                           std::to_string(m->min_frames) + ".." + std::to_string(m->frames));
+    s->encoded = false;
+    s->active = 0;
+    return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
+        c10::InferenceMode guard;
+        torch::jit::GraphOptimizerEnabledGuard opt(false);
+        apply_threads(thread_count(s));
+        at::Tensor x = torch::from_blob(const_cast<float *>(features),
+                                        {n_segments, frames, m->feature_bins}, at::kFloat);
+        if (!m->device.is_cpu() || m->dtype != at::kFloat)
+            x = x.to(m->device, m->dtype);
+        auto res = m->module.get_method("encode")({x});
+        if (!res.isTuple())
+            return set_err(err, MT3_E_INFERENCE, "encode returned no (keys, values) tuple");
+        auto tup = res.toTuple();
+        if (tup->elements().size() != 2)
+            return set_err(err, MT3_E_INFERENCE, "encode returned a tuple of the wrong size");
+        at::Tensor k = tup->elements()[0].toTensor();
+        at::Tensor v = tup->elements()[1].toTensor();
+        const int rows = n_segments * m->channels;
+        if (k.dim() != 5 || k.size(0) != m->n_layers || k.size(1) != rows || k.size(2) != m->n_heads ||
+            k.size(4) != m->d_kv || !v.sizes().equals(k.sizes()))
+            return set_err(err, MT3_E_INFERENCE,
+                           "encode returned cross keys/values of an unexpected shape " +
+                               c10::str(k.sizes()) + " (metadata says L=" + std::to_string(m->n_layers) +
+                               ", rows=" + std::to_string(rows) + ", H=" + std::to_string(m->n_heads) +
+                               ", Dh=" + std::to_string(m->d_kv) + ")");
+        s->cross_k = k.contiguous();
+        s->cross_v = v.contiguous();
+        // (Re)allocate the self-attention cache when the row count grew.
+        if (!s->self_k.defined() || s->self_k.size(1) < rows || s->self_k.scalar_type() != k.scalar_type()) {
+            int cap = std::min(m->max_len, 128);
+            auto opts = k.options();
+            s->self_k = at::empty({m->n_layers, rows, m->n_heads, cap, m->d_kv}, opts);
+            s->self_v = at::empty_like(s->self_k);
+            s->cap = cap;
+        }
+        s->frames = frames;
+        s->active = rows;
+        s->last_pos = -1;
+        s->encoded = true;
+        return MT3_OK;
+    });
+}
+
+int encode(mt3_engine_session *s, const float *features, int n_segments, mt3_error *err)
+{
+    if (!s)
+        return set_err(err, MT3_E_VALUE, "encode: NULL session");
+    return encode_frames(s, features, n_segments, s->m->frames, err);
+}
+
+int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next_out, mt3_error *err)
+{
+    if (!s || !tokens_in || !next_out)
+        return set_err(err, MT3_E_VALUE, "step: NULL argument");
+    const mt3_engine_model *m = s->m;
+    if (!s->encoded || s->active < 1)
+        return set_err(err, MT3_E_VALUE, "step: no active rows (call encode first)");
+    if (pos < 0 || pos >= m->max_len)
+        return set_err(err, MT3_E_VALUE,
+                       "step: position " + std::to_string(pos) + " outside 0.." + std::to_string(m->max_len - 1));
+    if (pos > s->last_pos + 1)
+        return set_err(err, MT3_E_VALUE, "step: positions must be fed in order (skipped one)");
+    const int n = s->active;
+    for (int i = 0; i < n; ++i)
+        if (tokens_in[i] < 0 || tokens_in[i] >= m->vocab)
+            return set_err(err, MT3_E_VALUE,
+                           "step: token id " + std::to_string(static_cast<long long>(tokens_in[i])) +
+                               " outside the vocabulary");
+    return guarded(err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
+        c10::InferenceMode guard;
+        torch::jit::GraphOptimizerEnabledGuard opt(false);
+        apply_threads(thread_count(s));
+        if (pos >= s->cap) {  // grow the self cache (keep positions 0..cap-1)
+            int cap = std::min(m->max_len, std::max(s->cap * 2, pos + 1));
+            at::Tensor nk = at::empty({s->self_k.size(0), s->self_k.size(1), s->self_k.size(2), cap,
+                                       s->self_k.size(4)},
+                                      s->self_k.options());
+            at::Tensor nv = at::empty_like(nk);
+            nk.narrow(3, 0, s->cap).copy_(s->self_k);
+            nv.narrow(3, 0, s->cap).copy_(s->self_v);
+            s->self_k = nk;
+            s->self_v = nv;
+            s->cap = cap;
+        }
+        at::Tensor tok = torch::from_blob(const_cast<int64_t *>(tokens_in), {n}, at::kLong);
+        tok = m->device.is_cpu() ? tok.clone() : tok.to(m->device);
+        at::Tensor sk = s->self_k.narrow(1, 0, n);
+        at::Tensor sv = s->self_v.narrow(1, 0, n);
+        at::Tensor ck = s->cross_k.narrow(1, 0, n);
+        at::Tensor cv = s->cross_v.narrow(1, 0, n);
+        auto res = m->module.get_method("step")({tok, static_cast<int64_t>(pos), sk, sv, ck, cv});
+        at::Tensor nxt = res.toTensor();
+        if (nxt.dim() != 1 || nxt.size(0) != n)
+            return set_err(err, MT3_E_INFERENCE, "step returned ids of an unexpected shape " + c10::str(nxt.sizes()));
+        nxt = nxt.to(at::kCPU, at::kLong).contiguous();
+        std::memcpy(next_out, nxt.data_ptr<int64_t>(), sizeof(int64_t) * static_cast<size_t>(n));
+        s->last_pos = std::max(s->last_pos, pos);
+        return MT3_OK;
+    });
+}
+
+int keep_rows(mt3_engine_session *s, const int32_t *rows, int n_rows, mt3_error *err)
+{
+    if (!s)
+        return set_err(err, MT3_E_VALUE, "keep_rows: NULL session");
+    if (!s->encoded)
+        return set_err(err, MT3_E_VALUE, "keep_rows: call encode first");
+    if (n_rows < 0 || n_rows > s->active || (n_rows > 0 && !rows))
+        return set_err(err, MT3_E_VALUE, "keep_rows: bad row count");
+    for (int i = 0; i < n_rows; ++i) {
+        if (rows[i] < 0 || rows[i] >= s->active)
+            return set_err(err, MT3_E_VALUE, "keep_rows: row index outside the active set");
+        if (i > 0 && rows[i] <= rows[i - 1])
+            return set_err(err, MT3_E_VALUE, "keep_rows: indices must be strictly ascending");
+    }
+    return guarded(err, MT3_E_INFERENCE, "keep_rows", [&]() -> int {
+        c10::InferenceMode guard;
+        apply_threads(thread_count(s));
+        const int64_t filled = s->last_pos + 1;
+        for (int i = 0; i < n_rows; ++i) {
+            int src = rows[i];
+            if (src == i)
+                continue;
+            move_row(s->cross_k, i, src);
+            move_row(s->cross_v, i, src);
+            if (filled > 0) {
+                move_row(s->self_k, i, src, filled);
+                move_row(s->self_v, i, src, filled);
+            }
+        }
+        s->active = n_rows;
+        return MT3_OK;
+    });
+}
+
+int active_rows(const mt3_engine_session *s)
+{
+    return s ? s->active : 0;
+}
+
+int session_set_threads(mt3_engine_session *s, int num_threads)
+{
+    if (!s)
+        return MT3_E_VALUE;
+    s->num_threads = num_threads > 0 ? num_threads : 0;
+    return MT3_OK;
 }
 
 const mt3_engine_api kApi = {
-    MT3_ENGINE_ABI_VERSION, model_load, nullptr, nullptr, nullptr, nullptr,
-    nullptr, nullptr, nullptr, nullptr, nullptr,
+    MT3_ENGINE_ABI_VERSION,
+    model_load,
+    model_free,
+    model_meta_json,
+    model_device,
+    session_new,
+    session_free,
+    encode,
+    step,
+    keep_rows,
+    active_rows,
+    encode_frames,
+    session_set_threads,
 };
 
 }  // namespace

@@ -1,0 +1,165 @@
+#include "core/decode.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void mt3_tokens_free(mt3_tokens *t)
+{
+    if (!t)
+        return;
+    free(t->ids);
+    memset(t, 0, sizeof *t);
+}
+
+/* Fill n int64 values. */
+static void fill64(int64_t *p, size_t n, int64_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = v;
+}
+
+int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments, int frames,
+                      const mt3_decode_opts *opts, mt3_tokens *out, mt3_error *err)
+{
+    if (!m || !out || (n_segments > 0 && !features))
+        return mt3_error_set(err, MT3_E_VALUE, "mt3_decode_greedy: NULL argument");
+    memset(out, 0, sizeof *out);
+    const mt3_model_meta *meta = &m->meta;
+    const mt3_engine_api *api = m->api;
+    mt3_decode_opts o = {0, 0, 0, NULL};
+    if (opts)
+        o = *opts;
+    if (n_segments < 0)
+        return mt3_error_set(err, MT3_E_VALUE, "n_segments must be >= 0");
+    if (frames < meta->min_frames || frames > meta->frames)
+        return mt3_error_set(err, MT3_E_VALUE,
+                             "features have %d frames per segment; this model accepts %d..%d",
+                             frames, meta->min_frames, meta->frames);
+    int max_new = o.max_new_tokens > 0 ? o.max_new_tokens : meta->max_new_tokens;
+    if (max_new > meta->max_len)
+        return mt3_error_set(err, MT3_E_VALUE,
+                             "max_new_tokens=%d exceeds this model's %d decoder positions",
+                             o.max_new_tokens, meta->max_len);
+    const int C = meta->channels;
+    if (n_segments > 0 && (long long)n_segments * C > (1 << 28) / (max_new > 0 ? max_new : 1))
+        return mt3_error_set(err, MT3_E_VALUE, "too many segments (%d) for one call", n_segments);
+    int bs = o.batch_size > 0 && o.batch_size < n_segments ? o.batch_size : n_segments;
+    out->n_segments = n_segments;
+    out->channels = C;
+    if (n_segments == 0)
+        return MT3_OK;
+    /* encode_frames is needed when frames differ from the model maximum. */
+    if (frames != meta->frames && !api->encode_frames)
+        return mt3_error_set(err, MT3_E_FRAMEWORK,
+                             "the engine library is too old for %d-frame inputs; rebuild mt3-infer", frames);
+
+    const size_t total_rows = (size_t)n_segments * (size_t)C;
+    const int max_rows = bs * C;
+    int64_t *ids = malloc(total_rows * (size_t)max_new * sizeof *ids);
+    int64_t *tok = malloc((size_t)max_rows * sizeof *tok);
+    int64_t *nxt = malloc((size_t)max_rows * sizeof *nxt);
+    int32_t *row_of = malloc((size_t)max_rows * sizeof *row_of); /* active index -> chunk row */
+    int32_t *keep = malloc((size_t)max_rows * sizeof *keep);
+    mt3_engine_session *sess = NULL;
+    int rc = MT3_OK;
+    int length = 0;
+    if (!ids || !tok || !nxt || !row_of || !keep) {
+        rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for %zu decoder rows", total_rows);
+        goto done;
+    }
+    fill64(ids, total_rows * (size_t)max_new, meta->pad_id);
+    rc = api->session_new(m->handle, max_rows, &sess, err);
+    if (rc)
+        goto done;
+    if (o.num_threads > 0 && api->session_set_threads)
+        api->session_set_threads(sess, o.num_threads);
+
+    const size_t seg_stride = (size_t)frames * (size_t)meta->feature_bins;
+    for (int s0 = 0; s0 < n_segments; s0 += bs) {
+        int nb = n_segments - s0 < bs ? n_segments - s0 : bs;
+        const float *x = features + (size_t)s0 * seg_stride;
+        if (frames == meta->frames)
+            rc = api->encode(sess, x, nb, err);
+        else
+            rc = api->encode_frames(sess, x, nb, frames, err);
+        if (rc)
+            goto done;
+        int n_active = nb * C;
+        if (api->active_rows(sess) != n_active) {
+            rc = mt3_error_set(err, MT3_E_INTERNAL, "engine reports %d active rows, expected %d",
+                               api->active_rows(sess), n_active);
+            goto done;
+        }
+        int64_t *chunk_ids = ids + (size_t)s0 * (size_t)C * (size_t)max_new;
+        for (int i = 0; i < n_active; i++) {
+            tok[i] = meta->start_id;
+            row_of[i] = i;
+        }
+        for (int pos = 0; pos < max_new && n_active > 0; pos++) {
+            if (o.cancel && *o.cancel) {
+                rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
+                goto done;
+            }
+            rc = api->step(sess, tok, pos, nxt, err);
+            if (rc)
+                goto done;
+            out->steps++;
+            out->row_steps += n_active;
+            if (pos + 1 > length)
+                length = pos + 1;
+            int n_keep = 0;
+            for (int i = 0; i < n_active; i++) {
+                int64_t t = nxt[i];
+                if (t < 0 || t >= meta->vocab_size) {
+                    rc = mt3_error_set(err, MT3_E_INFERENCE, "network produced token id %lld outside the vocabulary",
+                                       (long long)t);
+                    goto done;
+                }
+                chunk_ids[(size_t)row_of[i] * (size_t)max_new + (size_t)pos] = t;
+                int finished = (t == meta->eos_id) && (pos > 0 || meta->check_first_eos);
+                if (!finished)
+                    keep[n_keep++] = i;
+            }
+            if (n_keep == n_active) {
+                memcpy(tok, nxt, (size_t)n_active * sizeof *tok);
+                continue;
+            }
+            if (n_keep == 0)
+                break;
+            if (pos + 1 < max_new) { /* no need to compact after the last step */
+                rc = api->keep_rows(sess, keep, n_keep, err);
+                if (rc)
+                    goto done;
+            }
+            for (int k = 0; k < n_keep; k++) {
+                tok[k] = nxt[keep[k]];
+                row_of[k] = row_of[keep[k]];
+            }
+            n_active = n_keep;
+        }
+    }
+
+    /* Compact rows from max_new to `length` columns. */
+    if (length < max_new)
+        for (size_t r = 0; r < total_rows; r++)
+            memmove(ids + r * (size_t)length, ids + r * (size_t)max_new, (size_t)length * sizeof *ids);
+    out->ids = ids;
+    out->length = length;
+    ids = NULL;
+
+done:
+    if (sess)
+        api->session_free(sess);
+    free(ids);
+    free(tok);
+    free(nxt);
+    free(row_of);
+    free(keep);
+    if (rc) {
+        int64_t rs = out->row_steps, st = out->steps;
+        mt3_tokens_free(out);
+        out->row_steps = rs;
+        out->steps = st;
+    }
+    return rc;
+}

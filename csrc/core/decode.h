@@ -1,0 +1,54 @@
+/* decode — the greedy generation loop over the engine table (any family).
+ *
+ * Rules (specs/mt3-family.md §4.1, specs/yourmt3.md §5):
+ *   - every decoder row starts from start_id (0) at position 0;
+ *   - the next id is the argmax of the logits (the engine's step);
+ *   - a row finishes when it emits eos_id (1) — except at its first token
+ *     when meta check_first_eos is false (YourMT3);
+ *   - after its EOS a row's output is pad_id (0) and it leaves the batch
+ *     (keep_rows), so finished rows cost nothing;
+ *   - at most max_new_tokens tokens per row (meta default: 1024 MT3, 256
+ *     YourMT3); the loop ends early when every row has finished;
+ *   - segments are encoded and decoded in chunks of batch_size (default:
+ *     all); rows are independent, so the chunking does not change results
+ *     beyond floating-point noise.
+ *
+ * Output: ids[segment][channel][length] of the generated tokens (the start
+ * token is not included), pad_id after EOS and past each chunk's last step;
+ * length = the most steps any chunk ran.
+ */
+#ifndef MT3_DECODE_H
+#define MT3_DECODE_H
+
+#include <stdint.h>
+
+#include "core/engine_loader.h"
+#include "core/mt3_error.h"
+
+typedef struct mt3_decode_opts {
+    int batch_size;     /* segments per engine batch; <= 0: all segments */
+    int max_new_tokens; /* <= 0: meta max_new_tokens; at most meta max_len */
+    int num_threads;    /* intra-op threads for this call; <= 0: the model's */
+    const volatile int *cancel; /* optional: a nonzero value stops with MT3_E_CANCELLED */
+} mt3_decode_opts;
+
+typedef struct mt3_tokens {
+    int64_t *ids;  /* [n_segments * channels * length], malloc'ed, owned */
+    int n_segments;
+    int channels;
+    int length;
+    int64_t row_steps; /* decoder row-steps computed (tokens produced) */
+    int64_t steps;     /* decoder steps (engine calls) over all chunks */
+} mt3_tokens;
+
+/* Release t->ids and zero the record (safe on NULL / zeroed records). */
+void mt3_tokens_free(mt3_tokens *t);
+
+/* Greedy-decode n_segments feature blocks (host float32, contiguous
+ * [n_segments][frames][meta.feature_bins]).  `frames` must lie in
+ * meta [min_frames, frames].  On success fills *out (caller frees with
+ * mt3_tokens_free).  n_segments == 0 gives an empty result. */
+int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments, int frames,
+                      const mt3_decode_opts *opts, mt3_tokens *out, mt3_error *err);
+
+#endif
