@@ -114,6 +114,27 @@ def our_transcribe(ad, ctor, audio, sr, K):
     return midi, tokens
 
 
+def engine_pipeline(adapter, ck, art, audio, sr, K, auto_filter):
+    """Pre-adapter path: export the checkpoint, features -> EngineModel.decode -> codec.
+    Returns (midi bytes, ids (S, C, L) raw)."""
+    import mt3_infer
+    from mt3_infer import _engine, codec
+    if not os.path.exists(art):
+        if adapter == "yourmt3":
+            from mt3_infer.export.yourmt3 import export_checkpoint
+            export_checkpoint(ck, art)
+        else:
+            from mt3_infer.export.mt3 import export_mt3
+            export_mt3(ck, art)
+    model, _meta = _engine.load_engine_model(art, device="cpu", num_threads=1)
+    resampler = {"mt3_pytorch": "soxr_hq", "yourmt3": "sinc"}.get(adapter)
+    feats = mt3_infer.compute_features(audio, sr, preset=adapter, resampler=resampler)
+    ids = np.asarray(model.decode(feats, max_new_tokens=K, num_threads=1))
+    toks = ids if adapter == "yourmt3" else ids[:, 0, :]
+    midi, _notes = codec.tokens_to_midi(toks, adapter, auto_filter=auto_filter)
+    return midi, ids
+
+
 def midi_bytes(m):
     if isinstance(m, (bytes, bytearray)):
         return bytes(m)
@@ -150,12 +171,21 @@ def main():
     tally = C.Tally("e2e")
     base = C.outdir("e2e")
     K = a.max_new_tokens
+    mode = "adapters"
     try:
         importlib.import_module("mt3_infer.adapters")
     except ImportError:
-        print("  skipped: mt3_infer.adapters does not exist yet in this tree")
-        print(tally.summary_line())
-        return 0
+        try:
+            importlib.import_module("mt3_infer.export.mt3")
+            from mt3_infer import _engine
+            if _engine.engine_library_path() is None:
+                raise ImportError("no engine library")
+            mode = "engine"
+            print("  mt3_infer.adapters missing: comparing the export + EngineModel.decode + codec pipeline")
+        except ImportError:
+            print("  skipped: neither mt3_infer.adapters nor the export/engine exist in this tree")
+            print(tally.summary_line())
+            return 0
     cases = {"mr_mt3": [(16000, True)], "mt3_pytorch": [(16000, True), (44100, True), (16000, False)],
              "yourmt3": [(16000, True), (44100, True)]}
     for adapter in a.adapters.split(","):
@@ -194,11 +224,17 @@ def main():
                 anc_tok = np.load(atok)
             try:
                 t1 = time.time()
-                ad, ctor = our_adapter(adapter, ck, K, af)
-                if ad is None:
-                    print(f"  {name}: skipped ({ctor})")
-                    continue
-                m, tok = our_transcribe(ad, ctor, audio, sr, K)
+                if mode == "engine":
+                    art = os.path.join(base, f"{adapter}_biased.pt")
+                    m, ids = engine_pipeline(adapter, ck, art, audio, sr, K, af)
+                    tok = ids if adapter == "yourmt3" else T.to_anchor_mt3(ids[:, 0, :])
+                    np.save(os.path.join(base, f"{name}_ours_ids.npy"), ids)
+                else:
+                    ad, ctor = our_adapter(adapter, ck, K, af)
+                    if ad is None:
+                        print(f"  {name}: skipped ({ctor})")
+                        continue
+                    m, tok = our_transcribe(ad, ctor, audio, sr, K)
                 t_ours = time.time() - t1
             except Exception as e:  # noqa: BLE001
                 tally.mismatch(f"{name}: ours raises {type(e).__name__}: {e}")
@@ -214,6 +250,17 @@ def main():
                     f"anchor {sum(ac)} {'' if oc is None else f'ours {sum(oc)}'} (cap {K}); "
                     f"anchor {t_anchor:.1f} s, ours {t_ours:.1f} s")
             tally.notes.append(line)
+            if tok is not None and adapter != "yourmt3":
+                A, O = np.asarray(anc_tok), np.asarray(tok)
+                L = max(A.shape[1], O.shape[1])
+                A = np.pad(A, ((0, 0), (0, L - A.shape[1])), constant_values=-1)
+                O = np.pad(O, ((0, 0), (0, L - O.shape[1])), constant_values=-1)
+                if A.shape != O.shape or not np.array_equal(A, O):
+                    bad = np.argwhere(A != O)
+                    tally.notes.append(f"  tokens differ: first at (segment, position) {bad[0].tolist()}, "
+                                       f"{len(bad)} positions")
+                else:
+                    tally.notes.append("  tokens identical")
             if oc is not None and list(ac) != list(oc):
                 tally.notes.append(f"  token counts differ per segment: anchor {ac} ours {oc}")
             if anc == ours:
