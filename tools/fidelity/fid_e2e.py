@@ -29,13 +29,13 @@ CLASSES = {"mr_mt3": "MRMT3Adapter", "mt3_pytorch": "MT3PyTorchAdapter", "yourmt
 
 
 def favoured_rows(adapter):
-    """{row: factor}: short shifts, pitches, velocities, program 0/33 x1; tie and drums x2."""
+    """{row: factor}: short shifts, pitches, velocities, program 0/33 x1; drums x2, tie x2 (YourMT3 x3)."""
     Y = adapter == "yourmt3"
     sh, pi, ve, ti, pr, dr = ((T.Y_SHIFT, T.Y_PITCH, T.Y_VEL, T.Y_TIE, T.Y_PROG, T.Y_DRUM) if Y else
                               (T.M_SHIFT, T.M_PITCH, T.M_VEL, T.M_TIE, T.M_PROG, T.M_DRUM))
     rows = {r: 1.0 for r in list(range(sh + 1, sh + 60)) + list(range(pi + 36, pi + 90))}
     rows.update({ve: 1.0, ve + 1: 1.0, pr: 1.0, pr + 33: 1.0})
-    rows.update({ti: 2.0})
+    rows.update({ti: 3.0 if Y else 2.0})  # YourMT3 discards rows without a tie
     rows.update({dr + d: 2.0 for d in range(35, 52)})
     return rows
 
@@ -135,6 +135,16 @@ def engine_pipeline(adapter, ck, art, audio, sr, K, auto_filter):
     return midi, ids
 
 
+def _ymt3_cmp_form(tok):
+    """(S*13, L) raw ids with everything from the first EOS on set to -1 (PAD after EOS ignored)."""
+    arrs = tok if isinstance(tok, (list, tuple)) else [tok]
+    L = max(np.asarray(a).shape[-1] for a in arrs)
+    rows = np.concatenate([np.pad(np.asarray(a), ((0, 0), (0, 0), (0, L - np.asarray(a).shape[-1])))
+                           .reshape(-1, L) for a in arrs])
+    after = np.cumsum(rows == T.EOS, axis=-1) > 0
+    return np.where(after, -1, rows)
+
+
 def midi_bytes(m):
     if isinstance(m, (bytes, bytearray)):
         return bytes(m)
@@ -154,7 +164,7 @@ def token_counts(adapter, tok):
         for a in arrs:
             a = np.asarray(a)
             eos = np.cumsum(a == T.EOS, axis=-1) > 0
-            counts += np.sum(~eos & (a != T.PAD), axis=-1).tolist()
+            counts += np.sum(~eos & (a != T.PAD), axis=-1).reshape(-1).tolist()
         return counts
     a = np.asarray(tok["tokens"] if isinstance(tok, dict) else tok)
     return np.sum(a >= 0, axis=-1).tolist()
@@ -250,11 +260,16 @@ def main():
                     f"anchor {sum(ac)} {'' if oc is None else f'ours {sum(oc)}'} (cap {K}); "
                     f"anchor {t_anchor:.1f} s, ours {t_ours:.1f} s")
             tally.notes.append(line)
-            if tok is not None and adapter != "yourmt3":
-                A, O = np.asarray(anc_tok), np.asarray(tok)
+            if tok is not None:
+                if adapter == "yourmt3":
+                    A, O = _ymt3_cmp_form(anc_tok), _ymt3_cmp_form(tok)
+                else:
+                    A, O = np.asarray(anc_tok), np.asarray(tok)
                 L = max(A.shape[1], O.shape[1])
                 A = np.pad(A, ((0, 0), (0, L - A.shape[1])), constant_values=-1)
                 O = np.pad(O, ((0, 0), (0, L - O.shape[1])), constant_values=-1)
+                np.save(os.path.join(base, f"{name}_tokens_anchor_cmp.npy"), A)
+                np.save(os.path.join(base, f"{name}_tokens_ours_cmp.npy"), O)
                 if A.shape != O.shape or not np.array_equal(A, O):
                     bad = np.argwhere(A != O)
                     tally.notes.append(f"  tokens differ: first at (segment, position) {bad[0].tolist()}, "
