@@ -1176,7 +1176,11 @@ def export_checkpoint(checkpoint, out, *, sha256: Optional[str] = None) -> Dict[
     """
     checkpoint = os.fspath(checkpoint)
     net, cfg = build_model(checkpoint)
+    st = os.stat(checkpoint)
     meta = export_meta(cfg, sha256 or _common.sha256_file(checkpoint))
+    # as export_mt3: lets a cache check skip re-hashing an unchanged source
+    meta["source_size"] = int(st.st_size)
+    meta["source_mtime_ns"] = int(st.st_mtime_ns)
     scripted = script_model(net)
     with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
