@@ -250,8 +250,11 @@ def cmd_transcribe(args) -> int:
             t1 = time.monotonic()
             try:
                 audio, sr = load_audio(src)  # 16 kHz mono, as 0.2.0's load_audio
-                midi = adapter.transcribe(audio, sr=sr, **call)
-                notes = adapter.transcribe_notes(audio, sr=sr, **call) if want_notes else None
+                if want_notes and hasattr(adapter, "transcribe_with_notes"):
+                    midi, notes = adapter.transcribe_with_notes(audio, sr=sr, **call)
+                else:
+                    midi = adapter.transcribe(audio, sr=sr, **call)
+                    notes = adapter.transcribe_notes(audio, sr=sr, **call) if want_notes else None
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 midi.save(str(dst))
                 extra = []

@@ -257,6 +257,16 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
                                    **self._extra_run_args())
         return notes
 
+    def transcribe_with_notes(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
+                              num_threads=None):
+        """``(mido.MidiFile, notes)`` from one run of the network: what
+        :meth:`transcribe` and :meth:`transcribe_notes` return, without
+        transcribing twice."""
+        data, notes, _ = self._native(audio, sr, midi=True, notes=True, batch_size=batch_size,
+                                      max_new_tokens=max_new_tokens, num_threads=num_threads,
+                                      **self._extra_run_args())
+        return midi_from_bytes(data), notes
+
     def transcribe_stats(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
                          num_threads=None):
         """(midi bytes, stats dict) — stats: segments, token_length, steps,
