@@ -368,3 +368,35 @@ def test_transcribe_with_notes_is_one_run_of_both(mtp):
     assert [list(map(str, t)) for t in midi.tracks] == [list(map(str, t)) for t in want.tracks]
     assert len(notes) > 0
     np.testing.assert_array_equal(notes, mtp.transcribe_notes(audio, 16000))
+
+
+def test_reference_features_option(ckpt_dir, reference):
+    """features="reference": the Magenta/ddsp spectrogram (256 frames) instead of the anchor's."""
+    audio = audio_clip(4.3, seed=2)
+    feats = compute_features(audio, 16000, preset="mt3_reference")
+    ids, tie = fx.reference_greedy(reference, feats, CAP)
+    assert (tie == ids.shape[1]).all(), "reference met a near-tie; pick another clip"
+    for cls, scheme in ((MT3PyTorchAdapter, "mt3_pytorch"), (MRMT3Adapter, "mr_mt3")):
+        a = cls(features="reference", num_threads=1)
+        a.load_model(os.path.join(ckpt_dir, "mt3.pth"), device="cpu")
+        want, _ = codec.tokens_to_midi(ids, scheme)
+        assert a.transcribe_bytes(audio, 16000, max_new_tokens=CAP) == want
+        default = cls(num_threads=1)
+        default.load_model(os.path.join(ckpt_dir, "mt3.pth"), device="cpu")
+        assert default.transcribe_bytes(audio, 16000, max_new_tokens=CAP) != want
+    with pytest.raises(ValueError, match="features must be 'anchor'"):
+        MT3PyTorchAdapter(features="magenta")
+
+
+def test_mr_mt3_corrected_option(mr, ckpt_dir, reference):
+    """corrected=True applies the [F] decode and MIDI fixes; the default stays the anchor's."""
+    audio = audio_clip(7.0, seed=1)
+    feats = compute_features(audio, 16000, preset="mr_mt3")
+    ids, tie = fx.reference_greedy(reference, feats, CAP)
+    assert (tie == ids.shape[1]).all()
+    fixed = MRMT3Adapter(corrected=True, num_threads=1)
+    fixed.load_model(os.path.join(ckpt_dir, "mt3.pth"), device="cpu")
+    want, _ = codec.tokens_to_midi(ids, "mr_mt3", corrected=True)
+    got = fixed.transcribe_bytes(audio, 16000, max_new_tokens=CAP)
+    assert got == want
+    assert got != mr.transcribe_bytes(audio, 16000, max_new_tokens=CAP)

@@ -53,6 +53,7 @@ mt3_run_opts mt3_run_opts_default(const mt3_recipe *r)
     mt3_run_opts o;
     memset(&o, 0, sizeof o);
     o.want_midi = 1;
+    o.preset_override = -1;
     o.midi_flags = r ? r->default_midi_flags : 0u;
     return o;
 }
@@ -101,7 +102,21 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
     if (resampler < 0)
         resampler = MT3_RESAMPLE_SOXR_HQ;
 
-    const mt3_preset_info *pi = mt3_preset_get_info(r->preset);
+    mt3_preset preset = r->preset;
+    if (o.preset_override >= 0) {
+        const mt3_preset_info *alt = mt3_preset_get_info((mt3_preset)o.preset_override);
+        if (!alt)
+            return mt3_error_set(err, MT3_E_VALUE, "unknown spectrogram preset %d", o.preset_override);
+        if (alt->n_bins != m->meta.feature_bins || alt->n_frames < m->meta.min_frames ||
+            alt->n_frames > m->meta.frames)
+            return mt3_error_set(err, MT3_E_VALUE,
+                                 "the %s network takes %d bins and %d..%d frames; preset '%s' gives "
+                                 "%d bins and %d frames", r->name, m->meta.feature_bins,
+                                 m->meta.min_frames, m->meta.frames, alt->name, alt->n_bins,
+                                 alt->n_frames);
+        preset = (mt3_preset)o.preset_override;
+    }
+    const mt3_preset_info *pi = mt3_preset_get_info(preset);
     float *mono = NULL;
     size_t n = 0;
     mt3_features feats;
@@ -117,7 +132,7 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
     double t1 = now_s();
     out->t_audio = t1 - t0;
 
-    rc = mt3_features_compute_ex(r->preset, mono, n, o.num_threads, MT3_STAGE_FINAL, &feats, err);
+    rc = mt3_features_compute_ex(preset, mono, n, o.num_threads, MT3_STAGE_FINAL, &feats, err);
     free(mono);
     mono = NULL;
     if (rc)

@@ -78,11 +78,14 @@ typedef struct mt3_run_opts {
     unsigned midi_flags;   /* MT3_MIDI_* (used verbatim) */
     int want_midi;       /* produce MIDI bytes */
     int want_notes;      /* keep the notes (scheme order) */
+    int preset_override; /* < 0 (default): the recipe's spectrogram preset; else an mt3_preset with
+                            the same bins and a frame count the network accepts (e.g.
+                            MT3_PRESET_MT3_REFERENCE, the features the MT3 checkpoint was trained on) */
     const volatile int *cancel; /* optional, see mt3_decode_opts */
 } mt3_run_opts;
 
-/* Defaults: everything 0 except want_midi = 1 and midi_flags = the recipe's
- * default_midi_flags. */
+/* Defaults: everything 0 except want_midi = 1, preset_override = -1 and
+ * midi_flags = the recipe's default_midi_flags. */
 mt3_run_opts mt3_run_opts_default(const mt3_recipe *r);
 
 typedef struct mt3_run_result {

@@ -481,30 +481,41 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
 {
     static char *kwlist[] = {"audio",       "sr",           "midi",          "notes",
                              "sort_notes",  "batch_size",   "max_new_tokens", "num_threads",
-                             "allow_resample", "decode_flags", "midi_flags",  "stats", NULL};
+                             "allow_resample", "decode_flags", "midi_flags",  "stats",
+                             "preset",      NULL};
     PyObject *audio;
     int sr;
     int want_midi = 1, want_notes = 0, sort_notes = 1, batch = 0, max_new = 0, threads = 0;
     int allow_resample = 0, stats = 0;
     unsigned int decode_flags = 0;
     long long midi_flags = -1;
+    const char *preset_name = NULL;
     if (core_ready(self) < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|pppiiipILp", kwlist, &audio, &sr, &want_midi,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|pppiiipILpz", kwlist, &audio, &sr, &want_midi,
                                      &want_notes, &sort_notes, &batch, &max_new, &threads,
-                                     &allow_resample, &decode_flags, &midi_flags, &stats))
+                                     &allow_resample, &decode_flags, &midi_flags, &stats,
+                                     &preset_name))
         return NULL;
     if (!self->ref)
         return PyErr_Format(PyExc_RuntimeError, "Model not loaded. Call load_model() before transcription.");
     if (batch < 0 || max_new < 0 || threads < 0)
         return PyErr_Format(PyExc_ValueError,
                             "batch_size, max_new_tokens and num_threads must be positive (or None for the default)");
+    mt3_preset preset_override = (mt3_preset)-1;
+    if (preset_name) {
+        mt3_error perr;
+        mt3_error_clear(&perr);
+        if (mt3_preset_from_name(preset_name, &preset_override, &perr))
+            return mt3py_raise(&perr);
+    }
     mt3_audio_view view;
     PyArrayObject *keep = NULL;
     if (audio_view_of(audio, &view, &keep) < 0)
         return NULL;
     const mt3_recipe *recipe = self->recipe;
     mt3_run_opts o = mt3_run_opts_default(recipe);
+    o.preset_override = (int)preset_override;
     o.batch_size = batch;
     o.max_new_tokens = max_new;
     o.num_threads = threads;

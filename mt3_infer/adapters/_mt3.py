@@ -148,6 +148,18 @@ def _opt_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+_FEATURE_MODES = {"anchor": None, "reference": "mt3_reference"}
+
+
+def feature_preset(features: str):
+    """``features=`` option of the MT3 adapters -> preset override (None = the anchor's)."""
+    if features not in _FEATURE_MODES:
+        raise ValueError(f"features must be 'anchor' (mt3-infer 0.2.0's spectrogram, the default) or "
+                         f"'reference' (the Magenta/ddsp features the checkpoint was trained on), "
+                         f"got {features!r}")
+    return _FEATURE_MODES[features]
+
+
 def midi_from_bytes(data: bytes):
     import mido
 

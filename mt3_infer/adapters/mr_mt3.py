@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ._mt3 import MT3AdapterBase, SampleRateError
+from .. import _core
+from ._mt3 import MT3AdapterBase, SampleRateError, feature_preset
 
 
 class MRMT3Adapter(MT3AdapterBase):
@@ -22,6 +23,15 @@ class MRMT3Adapter(MT3AdapterBase):
             applies before MR-MT3 sees the audio).  Off by default: like
             mt3-infer 0.2.0, non-16 kHz input raises (``SampleRateError``, an
             ``AudioError`` and a ``RuntimeError``).
+        corrected: opt into the fixes of specs/mt3-family.md §10 for this
+            adapter (off by default, so the output stays byte-identical to
+            mt3-infer 0.2.0): Magenta's drop rule for events past the next
+            segment's start, Magenta's 10 ms drums (no collision with program
+            9), and a MIDI writer with ticks rounded from absolute times (no
+            drift) and one channel/program change per instrument.
+        features: ``"anchor"`` (default: the anchor's torchaudio-style
+            log-mel) or ``"reference"`` (the Magenta/ddsp features the
+            checkpoint was trained on, specs §2.4).
         num_threads, batch_size, max_new_tokens: defaults for every call
             (CPU threads; segments per network batch, default all;
             tokens per segment, default 1024).
@@ -31,12 +41,15 @@ class MRMT3Adapter(MT3AdapterBase):
     _RECIPE = "mr_mt3"
     MAX_GENERATION_LENGTH = 1024
 
-    def __init__(self, resample: bool = False, *, num_threads: Optional[int] = None,
-                 batch_size: Optional[int] = None, max_new_tokens: Optional[int] = None,
-                 dtype: str = "float32"):
+    def __init__(self, resample: bool = False, *, corrected: bool = False, features: str = "anchor",
+                 num_threads: Optional[int] = None, batch_size: Optional[int] = None,
+                 max_new_tokens: Optional[int] = None, dtype: str = "float32"):
+        self._preset = feature_preset(features)
         super().__init__(num_threads=num_threads, batch_size=batch_size,
                          max_new_tokens=max_new_tokens, dtype=dtype)
         self.resample = bool(resample)
+        self.corrected = bool(corrected)
+        self.features = features
 
     def _native(self, audio, sr, **kw):
         if not self.resample and not isinstance(sr, bool) and isinstance(sr, int) and sr > 0 \
@@ -50,7 +63,11 @@ class MRMT3Adapter(MT3AdapterBase):
         return super()._native(audio, sr, **kw)
 
     def _extra_run_args(self) -> dict:
-        return {"allow_resample": self.resample}
+        extra = {"allow_resample": self.resample, "preset": self._preset}
+        if self.corrected:
+            extra["decode_flags"] = _core.DECODE_CORRECTED
+            extra["midi_flags"] = _core.MIDI_CORRECTED
+        return extra
 
 
 __all__ = ["MRMT3Adapter"]

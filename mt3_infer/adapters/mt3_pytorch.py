@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import _core
-from ._mt3 import MT3AdapterBase
+from ._mt3 import MT3AdapterBase, feature_preset
 
 
 class MT3PyTorchAdapter(MT3AdapterBase):
@@ -24,6 +24,11 @@ class MT3PyTorchAdapter(MT3AdapterBase):
     Args:
         auto_filter: the anchor's drum-leakage post-process of the MIDI file
             (on by default).
+        features: ``"anchor"`` (default: mt3-infer 0.2.0's centred power
+            log-mel, 257 frames) or ``"reference"`` (the Magenta/ddsp features
+            the checkpoint was trained on: left-aligned magnitude, TF mel
+            filterbank 20-7600 Hz, 256 frames; specs/mt3-family.md §2.4, §10
+            item 1).  Not the anchor's output, so off by default.
         num_threads, batch_size, max_new_tokens, dtype: as for
             :class:`~mt3_infer.adapters.MRMT3Adapter`.
 
@@ -35,15 +40,18 @@ class MT3PyTorchAdapter(MT3AdapterBase):
     MAX_LENGTH = 256
     MAX_GENERATION_LENGTH = 1024
 
-    def __init__(self, auto_filter: bool = True, *, num_threads: Optional[int] = None,
-                 batch_size: Optional[int] = None, max_new_tokens: Optional[int] = None,
-                 dtype: str = "float32"):
+    def __init__(self, auto_filter: bool = True, *, features: str = "anchor",
+                 num_threads: Optional[int] = None, batch_size: Optional[int] = None,
+                 max_new_tokens: Optional[int] = None, dtype: str = "float32"):
+        self._preset = feature_preset(features)
         super().__init__(num_threads=num_threads, batch_size=batch_size,
                          max_new_tokens=max_new_tokens, dtype=dtype)
         self.auto_filter = bool(auto_filter)
+        self.features = features
 
     def _extra_run_args(self) -> dict:
-        return {"midi_flags": _core.MIDI_AUTO_FILTER if self.auto_filter else 0}
+        return {"midi_flags": _core.MIDI_AUTO_FILTER if self.auto_filter else 0,
+                "preset": self._preset}
 
 
 __all__ = ["MT3PyTorchAdapter"]
