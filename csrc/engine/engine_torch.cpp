@@ -42,6 +42,7 @@ struct mt3_engine_model {
     c10::Device device{c10::kCPU};
     at::ScalarType dtype = at::kFloat;
     int num_threads = 0;
+    bool prepacked = false;
     // metadata
     int frames = 0, min_frames = 1, feature_bins = 0, channels = 1;
     int n_layers = 0, n_heads = 0, d_kv = 0, max_len = 0, vocab = 0;
@@ -423,6 +424,20 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
         m->module.eval();
         if (m->dtype != at::kFloat)
             m->module.to(m->dtype);
+        // CPU fp32: let the network keep oneDNN-packed copies of its decoder
+        // weights (exported modules may offer prepack(batch_hint)).  Done
+        // here, before the model is shared; failure keeps the plain path.
+        const char *no_prepack = std::getenv("MT3_NO_PREPACK");
+        if (m->device.is_cpu() && m->dtype == at::kFloat && !(no_prepack && *no_prepack == '1')) {
+            if (auto meth = m->module.find_method("prepack")) {
+                try {
+                    (*meth)({static_cast<int64_t>(16)});
+                    m->prepacked = true;
+                } catch (const std::exception &) {
+                    m->prepacked = false;
+                }
+            }
+        }
         *out = m.release();
         return MT3_OK;
     });
