@@ -158,7 +158,7 @@ def test_toy_float64_and_strided_input(toy_model):
 @pytest.fixture(scope="module")
 def mt3_exports(tmp_path_factory):
     out = []
-    for preset in fx.EOS_MIX + fx.NO_EOS:
+    for preset in fx.EOS_MIX + fx.NO_EOS[:1]:
         d = tmp_path_factory.mktemp(f"mt3_{preset['seed']}_{len(out)}")
         ckpt = fx.write_checkpoint(str(d), **preset)
         exp = str(d / "mt3.export.pt")
@@ -168,7 +168,7 @@ def mt3_exports(tmp_path_factory):
 
 
 def test_engine_greedy_equals_uncached_reference(mt3_exports):
-    cap = 40
+    cap = 32
     for preset, ckpt, exp in mt3_exports:
         ref = M.load_mt3(ckpt)
         model, meta = _engine.load_engine_model(exp, "cpu")
@@ -285,7 +285,7 @@ def test_device_and_dtype_errors(mt3_exports):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_cuda_decode(mt3_exports, dtype):
-    preset, ckpt, exp = mt3_exports[2]
+    preset, ckpt, exp = mt3_exports[-1]
     cpu, _ = _engine.load_engine_model(exp, "cpu")
     gpu, _ = _engine.load_engine_model(exp, "cuda", dtype=dtype)
     x = fx.random_features(5, 256, seed=5)
