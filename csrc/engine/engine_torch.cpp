@@ -15,6 +15,7 @@
 #include <torch/script.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 
 #if __has_include(<torch/cuda.h>)
 #include <torch/cuda.h>
@@ -506,6 +507,9 @@ int encode_frames(mt3_engine_session *s, const float *features, int n_segments, 
     s->active = 0;
     return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
         c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
         torch::jit::GraphOptimizerEnabledGuard opt(false);
         apply_threads(thread_count(s));
         at::Tensor x = torch::from_blob(const_cast<float *>(features),
@@ -573,6 +577,9 @@ int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next
                                " outside the vocabulary");
     return guarded(err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
         c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
         torch::jit::GraphOptimizerEnabledGuard opt(false);
         apply_threads(thread_count(s));
         if (pos >= s->cap) {  // grow the self cache (keep positions 0..cap-1)
@@ -620,6 +627,9 @@ int keep_rows(mt3_engine_session *s, const int32_t *rows, int n_rows, mt3_error 
     }
     return guarded(err, MT3_E_INFERENCE, "keep_rows", [&]() -> int {
         c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
         apply_threads(thread_count(s));
         const int64_t filled = s->last_pos + 1;
         for (int i = 0; i < n_rows; ++i) {

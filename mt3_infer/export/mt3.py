@@ -719,6 +719,15 @@ def export_mt3(checkpoint: str, out: str, config: Optional[MT3Config] = None) ->
     return save_scripted(scripted, out, meta)
 
 
+def export_checkpoint(checkpoint: str, out: str, model: str = "mt3") -> str:
+    """Family entry point (``mt3_infer.download`` and the CLI call this):
+    export ``checkpoint`` (mt3.pth or its directory) to ``out``.  ``model``
+    may name either MT3 adapter; both share the artifact."""
+    if model not in ("mt3",) + ADAPTERS:
+        raise ValueError(f"the MT3 exporter serves {', '.join(ADAPTERS)}, not {model!r}")
+    return export_mt3(checkpoint, out)
+
+
 def greedy_cached(module, features: Tensor, max_new_tokens: int, eos_id: int = 1,
                   pad_id: int = 0, start_id: int = 0, check_first_eos: bool = True) -> Tensor:
     """Greedy decoding through a (scripted or eager) :class:`MT3Runtime`'s
@@ -760,6 +769,7 @@ __all__ = [
     "ALIASES",
     "load_mt3",
     "export_mt3",
+    "export_checkpoint",
     "script_runtime",
     "mt3_meta",
     "greedy_cached",
