@@ -118,8 +118,10 @@ def child(args):
     runs = []
     for _ in range(args.repeat):
         t = time.perf_counter()
+        c = time.process_time()
         data, stats = adapter.transcribe_stats(audio, 16000, max_new_tokens=args.tokens)
         stats["seconds"] = time.perf_counter() - t
+        stats["cpu_seconds"] = time.process_time() - c
         stats["midi_bytes"] = len(data)
         runs.append(stats)
     best = min(runs, key=lambda s: s["seconds"])
@@ -196,7 +198,8 @@ def main():
         r["tokens_per_segment"] = tps
         r["work_gflop"] = flops / 1e9
         print(f"\n== {name}: {segs} segments, {tps:.1f} tokens/segment")
-        print(f"   total {r['seconds']:.2f} s (load {r['load_seconds']:.2f} s, not included) -> "
+        print(f"   total {r['seconds']:.2f} s wall, {r['cpu_seconds']:.2f} s CPU over {args.threads} "
+              f"thread(s) (load {r['load_seconds']:.2f} s, not included) -> "
               f"real-time factor {args.seconds / r['seconds']:.2f}x ({tps:.0f} tokens/segment)")
         print(f"   stages: audio {r['t_audio']:.3f} s, features {r['t_features']:.3f} s, "
               f"network {r['t_network']:.2f} s, notes+MIDI {r['t_notes']:.4f} s")
