@@ -163,6 +163,10 @@ def main():
     if args.child:
         return child(args)
 
+    # Both sides run with the OpenMP spin setting the engine applies by
+    # default (see csrc/core/engine_loader.c); torch reads it when it loads.
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = "10000"
     import torch
 
     import fixtures_mt3 as fx
