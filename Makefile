@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TORCH_PIN := torch==2.13.0
 DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi==0.2.11
 
-.PHONY: all sysdeps venv build test test-fast bench asan clean
+.PHONY: all sysdeps venv build test test-fast bench asan fidelity clean
 
 all: build
 
@@ -44,6 +44,15 @@ test-fast: build
 bench: build
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Compare with the pure-Python anchor (mt3-infer 0.2.0) in its own venv; not part of `make test`.
+# Build the anchor once: tools/fidelity/anchor/setup_anchor.sh [DIR]; see tools/fidelity/README.md.
+MT3_ANCHOR_PYTHON ?= /work/anchor/venv/bin/python
+MT3_ANCHOR_TOOLS  ?= /work/anchor/tools
+FIDELITY_ARGS ?=
+fidelity: build
+	MT3_ANCHOR_PYTHON=$(MT3_ANCHOR_PYTHON) MT3_ANCHOR_TOOLS=$(MT3_ANCHOR_TOOLS) \
+	    $(PY) tools/fidelity/run_all.py $(FIDELITY_ARGS)
+
 # AddressSanitizer + UBSan build of _core (no engine), run on the torch-free tests.
 ASAN_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_codec.py tests/test_notes.py tests/test_midi.py tests/test_wav.py
 asan: sysdeps venv
@@ -54,7 +63,7 @@ asan: sysdeps venv
 	# -P and --import-mode=importlib keep the source tree's own _core (first on
 	# sys.path otherwise, via the cwd and the root conftest) from shadowing the
 	# sanitized build; the check below fails loudly if it ever does.
-	PYTHONPATH=build/asan:. \
+	PYTHONPATH=build/asan:.:tests \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	    sh -c '$(PY) -P -c "import mt3_infer._core as c, sys; sys.exit(0 if \"build/asan\" in c.__file__ else \"asan: wrong _core \" + c.__file__)" && \

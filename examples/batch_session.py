@@ -21,7 +21,7 @@ def main(argv=None):
     with mt3_infer.MT3Session(args.model, device=args.device, checkpoint_path=args.checkpoint) as session:
         print(f"{session.model} ready on {session.device}")
         for f in files:
-            audio, sr = mt3_infer.load_audio(f, sr=None)   # keep the file's rate; resampled natively
+            audio, sr = mt3_infer.load_audio(f)   # float32 mono at 16 kHz
             midi = session.infer(audio, sr=sr)
             midi.save(str(f.with_suffix(".mid")))
             print(f"  {f.name} -> {f.with_suffix('.mid').name}")

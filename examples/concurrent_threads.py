@@ -21,7 +21,7 @@ def main(argv=None):
     model = mt3_infer.load_model(args.model, checkpoint_path=args.checkpoint, device=args.device)
 
     def work(path):
-        audio, sr = mt3_infer.load_audio(path, sr=None)
+        audio, sr = mt3_infer.load_audio(path)  # float32 mono at 16 kHz
         return path, model.transcribe(audio, sr=sr)
 
     with ThreadPoolExecutor(max_workers=args.workers) as pool:

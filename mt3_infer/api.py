@@ -261,7 +261,7 @@ def _audio_and_rate(audio: Any, sr: int) -> Tuple[Any, int]:
     if _is_path(audio):
         from .audio import load_audio
 
-        return load_audio(audio, sr=None, mono=False)
+        return load_audio(audio)  # 16 kHz mono, as 0.2.0's load_audio
     return audio, sr
 
 

@@ -93,8 +93,10 @@ def _fft_resample(x: np.ndarray, n_out: int) -> np.ndarray:
 def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample ``audio`` (``(n,)`` or ``(n, channels)``) from ``orig_sr`` to ``target_sr``.
 
-    Uses the C core's libsoxr resampler (``_core.resample``) for 16 kHz targets
-    when built in, else an FFT resampler (``int(n * target / orig)`` samples).
+    16 kHz targets use the C core's windowed-sinc resampler (``_core.resample``,
+    method ``"sinc"``: torchaudio's ``functional.resample`` defaults, which is
+    what mt3-infer 0.2.0's ``load_audio`` uses); other targets an FFT
+    resampler (``int(n * target / orig)`` samples).
     Returns float32.
     """
     if orig_sr <= 0 or target_sr <= 0:
@@ -104,10 +106,10 @@ def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarra
         return x.astype(np.float32, copy=False)
     native = getattr(_core, "resample", None)
     if native is not None and int(target_sr) == 16000 and x.ndim in (1, 2):
-        # C core: libsoxr HQ to 16 kHz (mono in, mono out); channels one by one
+        # C core: torchaudio-style sinc to 16 kHz (mono in, mono out); channels one by one
         if x.ndim == 1:
-            return native(np.ascontiguousarray(x, dtype=np.float32), int(orig_sr))
-        cols = [native(np.ascontiguousarray(x[:, c], dtype=np.float32), int(orig_sr))
+            return native(np.ascontiguousarray(x, dtype=np.float32), int(orig_sr), method="sinc")
+        cols = [native(np.ascontiguousarray(x[:, c], dtype=np.float32), int(orig_sr), method="sinc")
                 for c in range(x.shape[1])]
         return np.stack(cols, axis=1)
     n_out = int(x.shape[0] * target_sr / orig_sr)

@@ -249,9 +249,12 @@ def cmd_transcribe(args) -> int:
             bar.step(str(src))
             t1 = time.monotonic()
             try:
-                audio, sr = load_audio(src, sr=None, mono=False)
-                midi = adapter.transcribe(audio, sr=sr, **call)
-                notes = adapter.transcribe_notes(audio, sr=sr, **call) if want_notes else None
+                audio, sr = load_audio(src)  # 16 kHz mono, as 0.2.0's load_audio
+                if want_notes and hasattr(adapter, "transcribe_with_notes"):
+                    midi, notes = adapter.transcribe_with_notes(audio, sr=sr, **call)
+                else:
+                    midi = adapter.transcribe(audio, sr=sr, **call)
+                    notes = adapter.transcribe_notes(audio, sr=sr, **call) if want_notes else None
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 midi.save(str(dst))
                 extra = []

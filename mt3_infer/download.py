@@ -528,28 +528,11 @@ def can_export(model: str) -> bool:
 
 def _call_exporter(model_id: str, source: Path, target: Path) -> None:
     """Run the family's exporter (imports torch, lazily)."""
-    import importlib
-
-    modname = _exporter_module(model_id)
     try:
-        mod = importlib.import_module(modname)
-    except ImportError as exc:
-        raise FrameworkError(
-            f"Exporting '{model_id}' to TorchScript needs torch (pip install torch) and "
-            f"{modname}: {exc}"
-        ) from exc
-    export = getattr(mod, "export_checkpoint")
-    kwargs: Dict[str, Any] = {}
-    import inspect
-
-    try:
-        params = inspect.signature(export).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        params = {}
-    for key, value in (("variant", model_id), ("model", model_id), ("adapter", model_id)):
-        if key in params:
-            kwargs[key] = value
-    export(str(source), str(target), **kwargs)
+        from .export import export_checkpoint
+    except ImportError as exc:  # pragma: no cover - broken install
+        raise FrameworkError(f"Exporting '{model_id}' to TorchScript needs torch: {exc}") from exc
+    export_checkpoint(model_id, str(source), str(target))
 
 
 def ensure_exported(model: str, checkpoint_path: Union[None, str, os.PathLike] = None, *,

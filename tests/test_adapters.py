@@ -361,3 +361,12 @@ def test_tiny_audio_gives_empty_midi_not_a_crash(mr, mtp):
     assert [m for m in midi.tracks[0] if m.type == "note_on"] == []
     midi = mtp.transcribe(np.zeros(1, np.float32), 16000, max_new_tokens=4)
     assert isinstance(midi, mido.MidiFile)
+
+
+def test_transcribe_with_notes_is_one_run_of_both(mtp):
+    audio = audio_clip(3.0, seed=5)
+    midi, notes = mtp.transcribe_with_notes(audio, 16000)
+    want = mtp.transcribe(audio, 16000)
+    assert [list(map(str, t)) for t in midi.tracks] == [list(map(str, t)) for t in want.tracks]
+    assert len(notes) > 0
+    np.testing.assert_array_equal(notes, mtp.transcribe_notes(audio, 16000))

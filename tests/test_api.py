@@ -349,11 +349,11 @@ def test_transcribe_accepts_a_path(fake, tmp_path):
         w.setnchannels(2)
         w.setsampwidth(2)
         w.setframerate(8000)
-        w.writeframes(b"\x00\x40\x00\xc0" * 80)
+        w.writeframes(b"\x00\x40\x00\x20" * 80)  # left 0.5, right 0.25
     out = mt3_infer.transcribe(p, model="fast", checkpoint_path=str(fake))
-    assert out[1].shape == (80, 2) and out[2] == 8000
-    np.testing.assert_array_equal(out[1][:, 0], 0.5)
-    np.testing.assert_array_equal(out[1][:, 1], -0.5)
+    # a path is loaded as 0.2.0's load_audio does: channel mean, then 16 kHz
+    assert out[1].shape == (160,) and out[2] == 16000
+    np.testing.assert_allclose(out[1][40:120], 0.375, rtol=0.02)
 
 
 @pytest.mark.parametrize("dev,msg", [("tpu", "Invalid device"), ("cuda:bad", "index"), (3, "Invalid device"),

@@ -235,7 +235,7 @@ def test_transcribe_several_files(tmp_path, ckpt):
     assert midi_notes(a.with_suffix(".mid")) == [60, 61, 62]
     assert midi_notes(b.with_suffix(".mid")) == [60, 61]
     name = mido.MidiFile(str(b.with_suffix(".mid"))).tracks[0][0].name
-    assert name == "bs=4 nt=2 sr=44100"  # options reached the adapter; native rate passed
+    assert name == "bs=4 nt=2 sr=16000"  # options reached the adapter; files load at 16 kHz as 0.2.0
     assert "Transcribed 2/2 file(s)" in r.stdout
 
 
@@ -382,3 +382,27 @@ def test_examples_with_stand_in_model(tmp_path, ckpt):
     r = run_example("concurrent_threads.py", [a, b, a, "--checkpoint", ckpt], tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"{a}: 3 notes", f"{b}: 2 notes", f"{a}: 3 notes"]
+
+
+def test_examples_with_small_real_model(tmp_path):
+    """The examples run unchanged against a real (small, random-weight) exported model."""
+    model = _small_model_or_skip(tmp_path)
+    a = write_wav(tmp_path / "wavs" / "a.wav", 2.5, sr=22050)
+    b = write_wav(tmp_path / "wavs" / "b.wav", 1.5, channels=2)
+    cases = [
+        ("transcribe_file.py", [a, "--model", "fast", "--checkpoint", model, "--device", "cpu",
+                                "-o", tmp_path / "a.mid"]),
+        ("notes_to_json.py", [b, "--model", "fast", "--checkpoint", model]),
+        ("batch_session.py", [tmp_path / "wavs", "--model", "fast", "--checkpoint", model]),
+        ("concurrent_threads.py", [a, b, a, "--model", "fast", "--checkpoint", model]),
+    ]
+    for name, args in cases:
+        r = subprocess.run([sys.executable, str(EXAMPLES / name)] + [str(x) for x in args],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                           env=dict(os.environ, MT3_CHECKPOINT_DIR=str(tmp_path / "c"), MT3_OFFLINE="1"))
+        assert r.returncode == 0, f"{name}: {r.stderr}"
+    assert mido.MidiFile(str(tmp_path / "a.mid")).tracks
+    assert json.loads((tmp_path / "wavs" / "b.notes.json").read_text())["notes"] is not None
+    assert (tmp_path / "wavs" / "b.mid").exists()
+    lines = r.stdout.splitlines()  # concurrent_threads: same file, same result
+    assert len(lines) == 3 and lines[0] == lines[2]

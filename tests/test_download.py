@@ -299,17 +299,17 @@ def test_load_model_downloads_then_hands_checkpoint_to_adapter(local_models, mon
 # Export cache
 # ---------------------------------------------------------------------------
 def _fake_exporter(monkeypatch, calls):
-    def export_checkpoint(src, dst, **kw):
-        calls.append((src, dst, kw))
+    def export_checkpoint(model, src, dst):
+        calls.append((src, dst, model))
         with zipfile.ZipFile(dst, "w") as z:
             z.writestr("model/extra/mt3_infer.json",
                        json.dumps({"format_version": 1, "family": "mt3",
                                    "source_sha256": hashlib.sha256(Path(src).read_bytes()).hexdigest()}))
             z.writestr("model/data.pkl", b"stub")
 
-    mod = types.ModuleType("mt3_infer.export.mt3")
-    mod.export_checkpoint = export_checkpoint
-    monkeypatch.setitem(sys.modules, "mt3_infer.export.mt3", mod)
+    import mt3_infer.export
+
+    monkeypatch.setattr(mt3_infer.export, "export_checkpoint", export_checkpoint)
 
 
 def test_export_runs_once_and_is_cached(local_models, monkeypatch):

@@ -5,9 +5,12 @@
 #include <time.h>
 
 static const mt3_recipe k_recipes[] = {
-    {"mr_mt3", "mt3", MT3_PRESET_MR_MT3, -1, MT3_RESAMPLE_SINC, MT3_SCHEME_MR_MT3, MT3_MIDI_MR_MT3, 0u},
-    {"mt3_pytorch", "mt3", MT3_PRESET_MT3_PYTORCH, MT3_RESAMPLE_SOXR_HQ, MT3_RESAMPLE_SOXR_HQ,
-     MT3_SCHEME_MT3_PYTORCH, MT3_MIDI_PRETTY, MT3_MIDI_AUTO_FILTER},
+    {"mr_mt3", "mt3", "mt3.pth", MT3_VOCAB_SIZE_MT3, 0, MT3_PRESET_MR_MT3, -1, MT3_RESAMPLE_SINC,
+     MT3_SCHEME_MR_MT3, MT3_MIDI_MR_MT3, 0u},
+    {"mt3_pytorch", "mt3", "mt3.pth", MT3_VOCAB_SIZE_MT3, 0, MT3_PRESET_MT3_PYTORCH, MT3_RESAMPLE_SOXR_HQ,
+     MT3_RESAMPLE_SOXR_HQ, MT3_SCHEME_MT3_PYTORCH, MT3_MIDI_PRETTY, MT3_MIDI_AUTO_FILTER},
+    {"yourmt3", "yourmt3", "last.ckpt", MT3_VOCAB_SIZE_YOURMT3, 8, MT3_PRESET_YOURMT3, MT3_RESAMPLE_SINC,
+     MT3_RESAMPLE_SINC, MT3_SCHEME_YOURMT3, MT3_MIDI_YOURMT3, 0u},
 };
 
 const mt3_recipe *mt3_recipe_get(mt3_recipe_id id)
@@ -26,7 +29,7 @@ int mt3_recipe_check_model(const mt3_recipe *r, const mt3_model *m, mt3_error *e
     if (strcmp(meta->family, r->family) != 0)
         return mt3_error_set(err, MT3_E_CHECKPOINT,
                              "the exported model is a '%s' network; the %s adapter needs a '%s' "
-                             "export (of mt3.pth)", meta->family, r->name, r->family);
+                             "export (of %s)", meta->family, r->name, r->family, r->source);
     if (meta->feature_bins != pi->n_bins)
         return mt3_error_set(err, MT3_E_CHECKPOINT,
                              "the exported model takes %d feature bins; %s features have %d",
@@ -38,10 +41,10 @@ int mt3_recipe_check_model(const mt3_recipe *r, const mt3_model *m, mt3_error *e
     if ((size_t)meta->channels != mt3_scheme_channels(r->scheme))
         return mt3_error_set(err, MT3_E_CHECKPOINT, "the exported model decodes %d channels; %s needs %zu",
                              meta->channels, r->name, mt3_scheme_channels(r->scheme));
-    if (meta->vocab_size != MT3_VOCAB_SIZE_MT3)
+    if (meta->vocab_size != r->vocab_size)
         return mt3_error_set(err, MT3_E_CHECKPOINT,
-                             "the exported model has %d output ids; the MT3 vocabulary has %d",
-                             meta->vocab_size, MT3_VOCAB_SIZE_MT3);
+                             "the exported model has %d output ids; the %s vocabulary has %d",
+                             meta->vocab_size, r->name, (int)r->vocab_size);
     return MT3_OK;
 }
 
@@ -123,7 +126,8 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
     out->t_features = t2 - t1;
     out->n_segments = feats.n_segments;
 
-    mt3_decode_opts dopts = {o.batch_size, o.max_new_tokens, o.num_threads, o.cancel};
+    mt3_decode_opts dopts = {o.batch_size > 0 ? o.batch_size : r->default_batch, o.max_new_tokens,
+                             o.num_threads, o.cancel};
     rc = mt3_decode_greedy(m, feats.data, feats.n_segments, pi->n_frames, &dopts, &toks, err);
     mt3_features_free(&feats);
     if (rc)

@@ -8,9 +8,14 @@
  *                 sinc, as the anchor's load_audio
  *   mt3_pytorch   libsoxr HQ (librosa soxr_hq)        mt3_pytorch  257     Magenta      pretty_midi style,
  *                                                                                        auto_filter default on
+ *   yourmt3       torchaudio-style sinc (as the        yourmt3      110     YourMT3      YourMT3 note_event2midi
+ *                 anchor's preprocess)                 (32767-sample         13-channel  (MT3_MIDI_YOURMT3)
+ *                                                      segments)             merge
  *
- * Both recipes use the same exported network (family "mt3"); MR-MT3 feeds
- * 256 frames per segment, MT3-PyTorch 257.  Segments are decoded in batches
+ * The two MT3 recipes use the same exported network (family "mt3"); MR-MT3
+ * feeds 256 frames per segment, MT3-PyTorch 257.  yourmt3 needs a "yourmt3"
+ * export (of last.ckpt) and decodes 13 channels per segment, 8 segments per
+ * batch by default (the anchor's bsz).  Segments are decoded in batches
  * (the anchor: MR-MT3 all at once, MT3-PyTorch one at a time) — rows are
  * independent, so batching changes nothing but speed.
  *
@@ -38,12 +43,16 @@
 
 typedef enum mt3_recipe_id {
     MT3_RECIPE_MR_MT3 = 0,
-    MT3_RECIPE_MT3_PYTORCH = 1
+    MT3_RECIPE_MT3_PYTORCH = 1,
+    MT3_RECIPE_YOURMT3 = 2
 } mt3_recipe_id;
 
 typedef struct mt3_recipe {
-    const char *name;         /* "mr_mt3", "mt3_pytorch" */
-    const char *family;       /* artifact family the network must have: "mt3" */
+    const char *name;         /* "mr_mt3", "mt3_pytorch", "yourmt3" */
+    const char *family;       /* artifact family the network must have: "mt3", "yourmt3" */
+    const char *source;       /* the original checkpoint exported for it (error messages) */
+    int32_t vocab_size;       /* output ids the network must have */
+    int default_batch;        /* segments per batch when the caller says 0; 0: all */
     mt3_preset preset;        /* spectrogram preset */
     int resampler;            /* mt3_resampler for sr != 16000, or -1: refuse */
     int relaxed_resampler;    /* used instead of refusing when allow_resample is set */
@@ -60,8 +69,9 @@ const mt3_recipe *mt3_recipe_get(mt3_recipe_id id);
 int mt3_recipe_check_model(const mt3_recipe *r, const mt3_model *m, mt3_error *err);
 
 typedef struct mt3_run_opts {
-    int batch_size;      /* segments per network batch; <= 0: all */
-    int max_new_tokens;  /* <= 0: the model's (1024) */
+    int batch_size;      /* segments per network batch; <= 0: the recipe's
+                            default_batch (all for the MT3 recipes, 8 for yourmt3) */
+    int max_new_tokens;  /* <= 0: the model's (1024 MT3, 256 YourMT3) */
     int num_threads;     /* features and network threads; <= 0: defaults */
     int allow_resample;  /* recipes that refuse sr != 16 kHz resample instead */
     unsigned decode_flags; /* MT3_DECODE_* */

@@ -58,12 +58,12 @@ def _resolve_weights(path: str) -> str:
     return path
 
 
-def _cache_is_fresh(cache: str, weights: str) -> bool:
+def _cache_is_fresh(cache: str, weights: str, family: str = "mt3") -> bool:
     try:
         meta = read_artifact_meta(cache)
     except CheckpointError:
         return False
-    if not meta or meta.get("family") != "mt3" or meta.get("exporter_version") != EXPORTER_VERSION:
+    if not meta or meta.get("family") != family or meta.get("exporter_version") != EXPORTER_VERSION:
         return False
     st = os.stat(weights)
     if meta.get("source_size") == st.st_size and meta.get("source_mtime_ns") == st.st_mtime_ns:
@@ -76,25 +76,41 @@ def _export_lock(path: str) -> threading.Lock:
         return _EXPORT_LOCKS.setdefault(path, threading.Lock())
 
 
-def resolve_exported(checkpoint_path) -> str:
+def _export_mt3(weights: str, out: str) -> str:
+    from ..export.mt3 import export_mt3  # imports torch
+
+    return export_mt3(weights, out)
+
+
+def resolve_exported(checkpoint_path, *, family: str = "mt3", locate=None, export=None,
+                     what: str = "mt3.pth (or its directory)") -> str:
     """Path of a TorchScript export for ``checkpoint_path``: the file itself
-    when it is one, else the cached export of ``mt3.pth`` (made now when
-    missing or stale; needs torch)."""
+    when it is one, else the cached export of the original checkpoint (made
+    now when missing or stale; needs torch).
+
+    The defaults serve the MT3 adapters; other families pass ``family`` (the
+    artifact family a cached export must have; also the user-cache file
+    prefix), ``locate(path) -> weights file`` (CheckpointError when absent),
+    ``export(weights, out) -> out`` (imports torch; records ``source_size``
+    and ``source_mtime_ns`` so later loads skip re-hashing) and ``what`` (the
+    original checkpoint, for messages)."""
     if checkpoint_path is None:
-        raise ValueError("checkpoint_path is required: an exported model (.pt) or mt3.pth (or its directory)")
+        raise ValueError(f"checkpoint_path is required: an exported model (.pt) or {what}")
     path = os.path.abspath(os.path.expanduser(os.fspath(checkpoint_path)))
-    weights = _resolve_weights(path)
+    weights = (locate or _resolve_weights)(path)
     meta = read_artifact_meta(weights)  # CheckpointError for TorchScript without metadata
     if meta is not None:
         return weights
     key = hashlib.sha1(weights.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     candidates = [exported_cache_path(weights),
-                  os.path.join(_user_cache_dir(), f"mt3-{key}.mt3i.pt")]
+                  os.path.join(_user_cache_dir(), f"{family}-{key}.mt3i.pt")]
     for cache in candidates:
-        if os.path.isfile(cache) and _cache_is_fresh(cache, weights):
+        if os.path.isfile(cache) and _cache_is_fresh(cache, weights, family):
             return cache
     try:
-        from ..export.mt3 import export_mt3  # imports torch
+        from ..export.common import require_torch
+
+        require_torch()
     except FrameworkError:
         raise
     except ImportError as exc:  # pragma: no cover - torch half-installed
@@ -102,14 +118,15 @@ def resolve_exported(checkpoint_path) -> str:
             f"{weights!r} is an original checkpoint; turning it into the network file needs PyTorch "
             f"({exc}). Install torch, or pass a file made by `mt3-infer export`."
         ) from exc
+    export = export or _export_mt3
     last_error = None
     for cache in candidates:
         with _export_lock(cache):
-            if os.path.isfile(cache) and _cache_is_fresh(cache, weights):
+            if os.path.isfile(cache) and _cache_is_fresh(cache, weights, family):
                 return cache
             try:
                 os.makedirs(os.path.dirname(cache), exist_ok=True)
-                return export_mt3(weights, cache)
+                return export(weights, cache)
             except PermissionError as exc:
                 last_error = exc
                 continue
@@ -165,7 +182,7 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
 
         ``device``: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.  The
         native load runs without the GIL."""
-        exported = resolve_exported(checkpoint_path)
+        exported = self._resolve_exported(checkpoint_path)
         lib = engine_library_path()
         if lib is None:
             raise FrameworkError(
@@ -181,6 +198,11 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         self.checkpoint_path = os.fspath(checkpoint_path)
         self.exported_path = exported
         self._model_loaded = True
+
+    def _resolve_exported(self, checkpoint_path) -> str:
+        """The exported file to load for ``checkpoint_path`` (subclasses of
+        other families pass their own locate/export to resolve_exported)."""
+        return resolve_exported(checkpoint_path)
 
     @property
     def device(self) -> Optional[str]:
@@ -238,6 +260,16 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
                                    max_new_tokens=max_new_tokens, num_threads=num_threads,
                                    **self._extra_run_args())
         return notes
+
+    def transcribe_with_notes(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
+                              num_threads=None):
+        """``(mido.MidiFile, notes)`` from one run of the network: what
+        :meth:`transcribe` and :meth:`transcribe_notes` return, without
+        transcribing twice."""
+        data, notes, _ = self._native(audio, sr, midi=True, notes=True, batch_size=batch_size,
+                                      max_new_tokens=max_new_tokens, num_threads=num_threads,
+                                      **self._extra_run_args())
+        return midi_from_bytes(data), notes
 
     def transcribe_stats(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
                          num_threads=None):
