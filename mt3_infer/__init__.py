@@ -15,6 +15,9 @@ from .exceptions import (
 
 __version__ = "0.3.0"
 
+from ._engine import configure_openmp as _configure_openmp  # noqa: E402
+
+_configure_openmp()  # before _core loads libgomp (see mt3_infer._engine)
 from . import _core  # noqa: E402  (native extension)
 from .base import MT3Base  # noqa: E402
 from .api import (  # noqa: E402

@@ -12,6 +12,30 @@ from .exceptions import CheckpointError, FrameworkError
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
+#: libgomp spin count applied by :func:`configure_openmp` (see there).
+DEFAULT_GOMP_SPINCOUNT = "10000"
+
+
+def configure_openmp():
+    """Give the OpenMP runtime a short busy-wait unless the user chose one.
+
+    libgomp (loaded with libsoxr by ``mt3_infer._core``, and shared by the
+    libtorch engine) busy-waits between parallel regions by default.  When
+    the machine has fewer free cores than threads -- other processes, or
+    several ``transcribe`` calls at once -- every barrier then waits for a
+    descheduled thread: decoder steps were measured 10x slower on 2 busy
+    cores.  ``GOMP_SPINCOUNT=10000`` keeps the fast path and yields under
+    contention.  Must run before libgomp is loaded (``mt3_infer/__init__``
+    calls it before importing ``_core``); nothing is changed when
+    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is already set, or when
+    ``MT3_KEEP_OMP_ENV=1``.
+    """
+    env = os.environ
+    if env.get("MT3_KEEP_OMP_ENV") == "1":
+        return
+    if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+        env["GOMP_SPINCOUNT"] = DEFAULT_GOMP_SPINCOUNT
+
 
 def engine_library_path():
     """Path of libmt3_torch*.so, or None when the package was built without torch."""

@@ -320,6 +320,8 @@ def test_mr_mt3_sample_rate_rule(mr, ckpt_dir, reference):
     with pytest.raises(SampleRateError, match="16000 Hz") as ei:
         mr.transcribe(audio, 44100)
     assert isinstance(ei.value, RuntimeError) and isinstance(ei.value, AudioError)
+    with pytest.raises(SampleRateError):
+        mr.transcribe(audio, np.int64(44100))
     relaxed = MRMT3Adapter(resample=True, num_threads=1)
     relaxed.load_model(ckpt_dir, device="cpu")
     got = relaxed.transcribe_bytes(audio, 44100, max_new_tokens=CAP)

@@ -10,18 +10,21 @@ import threading
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-import fixtures_mt3 as fx  # noqa: E402
 from mt3_infer import _core, _engine  # noqa: E402
 from mt3_infer.exceptions import CheckpointError, FrameworkError  # noqa: E402
 from mt3_infer.export import common  # noqa: E402
-from mt3_infer.export import mt3 as M  # noqa: E402
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.skipif(_engine.engine_library_path() is None, reason="engine library not built"),
-]
+try:
+    import torch
+
+    import fixtures_mt3 as fx
+    from mt3_infer.export import mt3 as M
+except ImportError:  # the metadata reader tests below still run
+    torch = None
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+needs_engine = pytest.mark.skipif(torch is None or _engine.engine_library_path() is None,
+                                  reason="needs torch and the engine library")
 
 
 # ---------------------------------------------------------------------------
@@ -30,13 +33,13 @@ pytestmark = [
 # the tokens.  The expected tokens come from a plain-Python simulation.
 # ---------------------------------------------------------------------------
 
-class Toy(torch.nn.Module):
+class Toy(torch.nn.Module if torch is not None else object):
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
 
-    @torch.jit.export
-    def encode(self, x: torch.Tensor):
+    @(torch.jit.export if torch is not None else (lambda f: f))
+    def encode(self, x: "torch.Tensor"):
         b, t = x.size(0), x.size(1)
         c = self.channels
         k = torch.zeros(1, b * c, 1, t, 2)
@@ -44,9 +47,9 @@ class Toy(torch.nn.Module):
         k[0, :, 0, 0, 1] = x[:, 1, :c].reshape(b * c)  # salt
         return k, k.clone()
 
-    @torch.jit.export
-    def step(self, tokens: torch.Tensor, pos: int, sk: torch.Tensor, sv: torch.Tensor,
-             ck: torch.Tensor, cv: torch.Tensor):
+    @(torch.jit.export if torch is not None else (lambda f: f))
+    def step(self, tokens: "torch.Tensor", pos: int, sk: "torch.Tensor", sv: "torch.Tensor",
+             ck: "torch.Tensor", cv: "torch.Tensor"):
         sk[0, :, 0, pos, 0] = tokens.to(sk.dtype)
         sv[0, :, 0, pos, 1] = tokens.to(sv.dtype) * 2.0
         hist = sk[0, :, 0, : pos + 1, 0].sum(-1) + 0.5 * sv[0, :, 0, : pos + 1, 1].sum(-1)
@@ -54,7 +57,7 @@ class Toy(torch.nn.Module):
         nxt = torch.where(ck[0, :, 0, 0, 0] == pos, torch.ones_like(nxt), nxt)
         return nxt.long()
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: "torch.Tensor"):
         return x
 
 
@@ -97,11 +100,14 @@ def toy_features(n, seed, frames=8):
 @pytest.fixture(scope="module")
 def toy_model(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("toy") / "toy.pt")
+    if torch is None or _engine.engine_library_path() is None:
+        pytest.skip("needs torch and the engine library")
     common.save_scripted(torch.jit.script(Toy(2)), path, common.build_meta(**TOY_META))
     model, meta = _engine.load_engine_model(path, "cpu")
     return model
 
 
+@needs_engine
 @pytest.mark.parametrize("batch_size", [0, 1, 2, 3, 7])
 def test_toy_loop_rules(toy_model, batch_size):
     x = toy_features(11, seed=batch_size)
@@ -111,6 +117,7 @@ def test_toy_loop_rules(toy_model, batch_size):
     np.testing.assert_array_equal(got, want)
 
 
+@needs_engine
 def test_toy_max_new_tokens_and_frames(toy_model):
     x = toy_features(6, seed=42, frames=5)  # any T in [min_frames, frames]
     got, steps, row_steps = toy_model.decode(x, max_new_tokens=7, stats=True)
@@ -120,6 +127,7 @@ def test_toy_max_new_tokens_and_frames(toy_model):
     assert row_steps == sum(lens)  # finished rows cost nothing
 
 
+@needs_engine
 def test_toy_finished_rows_leave_the_batch(toy_model):
     # every row ends at position 3: the loop must stop after 4 steps
     x = np.zeros((5, 8, 4), np.float32)
@@ -129,6 +137,7 @@ def test_toy_finished_rows_leave_the_batch(toy_model):
     assert (got[:, :, 3] == 1).all()
 
 
+@needs_engine
 def test_toy_bad_arguments(toy_model):
     with pytest.raises(ValueError, match="accepts 2..8"):
         toy_model.decode(np.zeros((1, 9, 4), np.float32))
@@ -144,6 +153,7 @@ def test_toy_bad_arguments(toy_model):
     assert empty.shape == (0, 2, 0)
 
 
+@needs_engine
 def test_toy_float64_and_strided_input(toy_model):
     x = toy_features(4, seed=3)
     big = np.zeros((8, 8, 4), np.float64)
@@ -157,8 +167,10 @@ def test_toy_float64_and_strided_input(toy_model):
 
 @pytest.fixture(scope="module")
 def mt3_exports(tmp_path_factory):
+    if torch is None or _engine.engine_library_path() is None:
+        pytest.skip("needs torch and the engine library")
     out = []
-    for preset in fx.EOS_MIX + fx.NO_EOS:
+    for preset in fx.EOS_MIX + fx.NO_EOS[:1]:
         d = tmp_path_factory.mktemp(f"mt3_{preset['seed']}_{len(out)}")
         ckpt = fx.write_checkpoint(str(d), **preset)
         exp = str(d / "mt3.export.pt")
@@ -167,8 +179,9 @@ def mt3_exports(tmp_path_factory):
     return out
 
 
+@needs_engine
 def test_engine_greedy_equals_uncached_reference(mt3_exports):
-    cap = 40
+    cap = 32
     for preset, ckpt, exp in mt3_exports:
         ref = M.load_mt3(ckpt)
         model, meta = _engine.load_engine_model(exp, "cpu")
@@ -181,6 +194,7 @@ def test_engine_greedy_equals_uncached_reference(mt3_exports):
             fx.assert_tokens_match(got[:, 0, :], want, tie, min_clean=clean)
 
 
+@needs_engine
 def test_engine_batch_sizes_agree(mt3_exports):
     preset, ckpt, exp = mt3_exports[0]
     model, _ = _engine.load_engine_model(exp, "cpu", num_threads=1)
@@ -191,6 +205,7 @@ def test_engine_batch_sizes_agree(mt3_exports):
         np.testing.assert_array_equal(model.decode(x, batch_size=bs, max_new_tokens=30), full)
 
 
+@needs_engine
 def test_engine_two_threads_one_model(mt3_exports):
     preset, ckpt, exp = mt3_exports[1]
     model, _ = _engine.load_engine_model(exp, "cpu")
@@ -223,6 +238,7 @@ def test_engine_two_threads_one_model(mt3_exports):
 # Refusals and errors
 # ---------------------------------------------------------------------------
 
+@needs_engine
 def test_refuses_torchscript_without_meta(tmp_path):
     p = str(tmp_path / "plain.pt")
     torch.jit.save(torch.jit.script(Toy(1)), p)
@@ -230,6 +246,7 @@ def test_refuses_torchscript_without_meta(tmp_path):
         _engine.load_engine_model(p, "cpu")
 
 
+@needs_engine
 def test_refuses_other_format_version(tmp_path):
     p = str(tmp_path / "v2.pt")
     meta = dict(common.build_meta(**TOY_META))
@@ -239,6 +256,7 @@ def test_refuses_other_format_version(tmp_path):
         _engine.load_engine_model(p, "cpu")
 
 
+@needs_engine
 def test_refuses_incomplete_meta(tmp_path):
     p = str(tmp_path / "bad.pt")
     meta = dict(common.build_meta(**TOY_META))
@@ -248,6 +266,7 @@ def test_refuses_incomplete_meta(tmp_path):
         _engine.load_engine_model(p, "cpu")
 
 
+@needs_engine
 def test_refuses_non_torchscript_files(tmp_path, mt3_exports):
     _, ckpt, exp = mt3_exports[0]
     with pytest.raises(CheckpointError, match="not a loadable TorchScript file"):
@@ -265,6 +284,7 @@ def test_refuses_non_torchscript_files(tmp_path, mt3_exports):
         _engine.load_engine_model(str(tmp_path / "missing.pt"), "cpu")
 
 
+@needs_engine
 def test_device_and_dtype_errors(mt3_exports):
     exp = mt3_exports[0][2]
     if not torch.cuda.is_available():
@@ -282,10 +302,11 @@ def test_device_and_dtype_errors(mt3_exports):
     assert model.device in ("cpu", "cuda:0")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_engine
+@pytest.mark.skipif(torch is None or not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_cuda_decode(mt3_exports, dtype):
-    preset, ckpt, exp = mt3_exports[2]
+    preset, ckpt, exp = mt3_exports[-1]
     cpu, _ = _engine.load_engine_model(exp, "cpu")
     gpu, _ = _engine.load_engine_model(exp, "cuda", dtype=dtype)
     x = fx.random_features(5, 256, seed=5)
@@ -295,6 +316,7 @@ def test_cuda_decode(mt3_exports, dtype):
         np.testing.assert_array_equal(a, b)
 
 
+@needs_engine
 def test_missing_engine_library_is_a_framework_error(mt3_exports):
     exp = mt3_exports[0][2]
     code = (

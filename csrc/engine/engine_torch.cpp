@@ -15,6 +15,7 @@
 #include <torch/script.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 
 #if __has_include(<torch/cuda.h>)
 #include <torch/cuda.h>
@@ -42,6 +43,7 @@ struct mt3_engine_model {
     c10::Device device{c10::kCPU};
     at::ScalarType dtype = at::kFloat;
     int num_threads = 0;
+    bool prepacked = false;
     // metadata
     int frames = 0, min_frames = 1, feature_bins = 0, channels = 1;
     int n_layers = 0, n_heads = 0, d_kv = 0, max_len = 0, vocab = 0;
@@ -423,6 +425,20 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
         m->module.eval();
         if (m->dtype != at::kFloat)
             m->module.to(m->dtype);
+        // CPU fp32: let the network keep oneDNN-packed copies of its decoder
+        // weights (exported modules may offer prepack(batch_hint)).  Done
+        // here, before the model is shared; failure keeps the plain path.
+        const char *no_prepack = std::getenv("MT3_NO_PREPACK");
+        if (m->device.is_cpu() && m->dtype == at::kFloat && !(no_prepack && *no_prepack == '1')) {
+            if (auto meth = m->module.find_method("prepack")) {
+                try {
+                    (*meth)({static_cast<int64_t>(16)});
+                    m->prepacked = true;
+                } catch (const std::exception &) {
+                    m->prepacked = false;
+                }
+            }
+        }
         *out = m.release();
         return MT3_OK;
     });
@@ -491,6 +507,9 @@ int encode_frames(mt3_engine_session *s, const float *features, int n_segments, 
     s->active = 0;
     return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
         c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
         torch::jit::GraphOptimizerEnabledGuard opt(false);
         apply_threads(thread_count(s));
         at::Tensor x = torch::from_blob(const_cast<float *>(features),
@@ -558,6 +577,9 @@ int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next
                                " outside the vocabulary");
     return guarded(err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
         c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
         torch::jit::GraphOptimizerEnabledGuard opt(false);
         apply_threads(thread_count(s));
         if (pos >= s->cap) {  // grow the self cache (keep positions 0..cap-1)
@@ -605,6 +627,9 @@ int keep_rows(mt3_engine_session *s, const int32_t *rows, int n_rows, mt3_error 
     }
     return guarded(err, MT3_E_INFERENCE, "keep_rows", [&]() -> int {
         c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
         apply_threads(thread_count(s));
         const int64_t filled = s->last_pos + 1;
         for (int i = 0; i < n_rows; ++i) {

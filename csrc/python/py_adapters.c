@@ -73,9 +73,11 @@ static int EngineModel_init(EngineModelObject *self, PyObject *args, PyObject *k
         PyErr_Format(PyExc_ValueError, "dtype must be 'float32', 'float16' or 'bfloat16', got '%s'", dtype);
         return -1;
     }
-    if (self->model) { /* re-init: drop the old model */
-        mt3_model_free(self->model);
-        self->model = NULL;
+    if (self->model) { /* decode() may be running on it in another thread */
+        Py_DECREF(model_obj);
+        Py_XDECREF(engine_bytes);
+        PyErr_SetString(PyExc_RuntimeError, "EngineModel is already loaded; create a new one");
+        return -1;
     }
     mt3_engine_load_opts opts = {device, code, num_threads};
     const char *epath = engine_bytes ? PyBytes_AS_STRING(engine_bytes) : NULL;

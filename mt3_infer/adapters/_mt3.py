@@ -221,10 +221,14 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         return self._device
 
     # -- running ---------------------------------------------------------------
+    def _check_rate(self, sr: int) -> None:
+        """Recipe-specific sample-rate rule (after the anchor's checks)."""
+
     def _native(self, audio, sr, *, midi, notes, batch_size, max_new_tokens, num_threads, stats=False,
                 **extra):
         audio = self._check_input(audio, sr)
         sr = int(sr)
+        self._check_rate(sr)
         return self._run(
             audio, sr, midi=midi, notes=notes,
             batch_size=_opt_int("batch_size", self.batch_size if batch_size is None else batch_size),

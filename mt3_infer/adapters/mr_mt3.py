@@ -51,16 +51,13 @@ class MRMT3Adapter(MT3AdapterBase):
         self.corrected = bool(corrected)
         self.features = features
 
-    def _native(self, audio, sr, **kw):
-        if not self.resample and not isinstance(sr, bool) and isinstance(sr, int) and sr > 0 \
-                and sr != self.SAMPLE_RATE and self._model_loaded:
-            self._check_input(audio, sr)  # the anchor's checks come first
+    def _check_rate(self, sr: int) -> None:
+        if sr != self.SAMPLE_RATE and not self.resample:
             raise SampleRateError(
                 f"MR-MT3 expects 16000 Hz audio, got sr={sr}. Resample first "
                 "(mt3_infer.load_audio(path) returns 16 kHz audio) or create the adapter with "
                 "MRMT3Adapter(resample=True)."
             )
-        return super()._native(audio, sr, **kw)
 
     def _extra_run_args(self) -> dict:
         extra = {"allow_resample": self.resample, "preset": self._preset}

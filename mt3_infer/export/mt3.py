@@ -20,14 +20,13 @@ of frames T with 1 <= T <= ``frames`` (257), so MR-MT3 feeds 256 and
 MT3-PyTorch 257 (the engine's ``encode_frames``).  ``meta["min_frames"]``
 records the lower bound.
 """
-from __future__ import annotations
 
 import json
 import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from ..exceptions import CheckpointError
 from .common import (
@@ -356,9 +355,12 @@ class MT3Runtime(nn.Module):
       encoder_hidden(features) -> [B, T, D]
     """
 
+    packed: List[torch.Tensor]
+
     def __init__(self, cfg: MT3Config):
         super().__init__()
         d, a, f = cfg.d_model, cfg.inner, cfg.d_ff
+        self.packed = []  # oneDNN-packed decoder weights, filled by prepack() at load time
         self.n_heads = cfg.n_heads
         self.d_kv = cfg.d_kv
         self.inner = a
@@ -435,6 +437,29 @@ class MT3Runtime(nn.Module):
         g0, g1 = g.split(self.d_ff, dim=-1)
         return torch.nn.functional.linear(self._gelu(g0) * g1, wff)
 
+    def _lin(self, x: Tensor, w: Tensor, idx: int) -> Tensor:
+        """x @ w.T for a decoder step, through the packed copy when there is one."""
+        if len(self.packed) > 0:
+            return torch.ops.mkldnn._linear_pointwise(
+                x, self.packed[idx], None, "none",
+                torch.jit.annotate(List[Optional[Union[int, float, complex]]], []), "")
+        return torch.nn.functional.linear(x, w)
+
+    @torch.jit.export
+    def prepack(self, batch_hint: int) -> int:
+        """CPU only, called once by the engine right after loading (before the
+        module is shared): keep oneDNN-blocked copies of the decoder weights,
+        so a step's small-batch matrix products skip MKL's per-call packing.
+        Same products, same shapes; only the summation order inside each dot
+        product may differ (float rounding).  Returns the number packed."""
+        out: List[Tensor] = []
+        for layer in self.dec_layers:
+            for w in (layer.wqkv, layer.wo, layer.wq_c, layer.wo_c, layer.wi, layer.wff):
+                out.append(torch.ops.mkldnn._reorder_linear_weight(w, batch_hint))
+        out.append(torch.ops.mkldnn._reorder_linear_weight(self.lm_head, batch_hint))
+        self.packed = out
+        return len(out)
+
     @torch.jit.export
     def encoder_hidden(self, features: Tensor) -> Tensor:
         """features [B, T, F] (1 <= T <= max_frames) -> final encoder states [B, T, D]."""
@@ -485,8 +510,9 @@ class MT3Runtime(nn.Module):
         x = torch.embedding(self.embed, tokens) + self.dec_pe[pos]
         i = 0
         for layer in self.dec_layers:
+            base = 6 * i
             a = self._rms(x, layer.ln0)
-            qkv = torch.nn.functional.linear(a, layer.wqkv).view(n, 3, hd, dk)
+            qkv = self._lin(a, layer.wqkv, base).view(n, 3, hd, dk)
             kc = self_k.select(0, i)
             vc = self_v.select(0, i)
             kc.select(2, pos).copy_(qkv.select(1, 1))
@@ -495,17 +521,20 @@ class MT3Runtime(nn.Module):
             scores = torch.matmul(q, kc.narrow(2, 0, pos + 1).transpose(3, 2))
             w = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
             o = torch.matmul(w, vc.narrow(2, 0, pos + 1)).reshape(n, self.inner)
-            x = x + torch.nn.functional.linear(o, layer.wo)
+            x = x + self._lin(o, layer.wo, base + 1)
             a = self._rms(x, layer.ln1)
-            q = torch.nn.functional.linear(a, layer.wq_c).view(n, hd, 1, dk)
+            q = self._lin(a, layer.wq_c, base + 2).view(n, hd, 1, dk)
             scores = torch.matmul(q, cross_k.select(0, i).transpose(3, 2))
             w = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
             o = torch.matmul(w, cross_v.select(0, i)).reshape(n, self.inner)
-            x = x + torch.nn.functional.linear(o, layer.wo_c)
-            x = x + self._ff(self._rms(x, layer.ln2), layer.wi, layer.wff)
+            x = x + self._lin(o, layer.wo_c, base + 3)
+            a = self._rms(x, layer.ln2)
+            g = self._lin(a, layer.wi, base + 4)
+            g0, g1 = g.split(self.d_ff, dim=-1)
+            x = x + self._lin(self._gelu(g0) * g1, layer.wff, base + 5)
             i += 1
         h = self._rms(x, self.dec_ln)
-        return torch.nn.functional.linear(h, self.lm_head)
+        return self._lin(h, self.lm_head, 6 * self.n_dec)
 
     @torch.jit.export
     def step(self, tokens: Tensor, pos: int, self_k: Tensor, self_v: Tensor,
@@ -690,6 +719,15 @@ def export_mt3(checkpoint: str, out: str, config: Optional[MT3Config] = None) ->
     return save_scripted(scripted, out, meta)
 
 
+def export_checkpoint(checkpoint: str, out: str, model: str = "mt3") -> str:
+    """Family entry point (``mt3_infer.download`` and the CLI call this):
+    export ``checkpoint`` (mt3.pth or its directory) to ``out``.  ``model``
+    may name either MT3 adapter; both share the artifact."""
+    if model not in ("mt3",) + ADAPTERS:
+        raise ValueError(f"the MT3 exporter serves {', '.join(ADAPTERS)}, not {model!r}")
+    return export_mt3(checkpoint, out)
+
+
 def greedy_cached(module, features: Tensor, max_new_tokens: int, eos_id: int = 1,
                   pad_id: int = 0, start_id: int = 0, check_first_eos: bool = True) -> Tensor:
     """Greedy decoding through a (scripted or eager) :class:`MT3Runtime`'s
@@ -731,6 +769,7 @@ __all__ = [
     "ALIASES",
     "load_mt3",
     "export_mt3",
+    "export_checkpoint",
     "script_runtime",
     "mt3_meta",
     "greedy_cached",
