@@ -391,56 +391,6 @@ static PyObject *AdapterCore_unload(AdapterCoreObject *self, PyObject *noargs)
     Py_RETURN_NONE;
 }
 
-/* Describe a NumPy audio array as an mt3_audio_view (no copy unless the
- * byte order is foreign).  *keep owns a reference to the viewed array. */
-static int audio_view_of(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep)
-{
-    *keep = NULL;
-    if (!PyArray_Check(audio)) {
-        mt3py_raise_named("AudioError", "audio must be a numpy.ndarray, got %s", Py_TYPE(audio)->tp_name);
-        return -1;
-    }
-    PyArrayObject *arr = (PyArrayObject *)audio;
-    PyArray_Descr *d = PyArray_DESCR(arr);
-    mt3_sample_type t;
-    if (d->kind == 'f' && PyArray_ITEMSIZE(arr) == 4)
-        t = MT3_SAMPLE_F32;
-    else if (d->kind == 'f' && PyArray_ITEMSIZE(arr) == 8)
-        t = MT3_SAMPLE_F64;
-    else if (d->kind == 'i' && PyArray_ITEMSIZE(arr) == 2)
-        t = MT3_SAMPLE_I16;
-    else if (d->kind == 'i' && PyArray_ITEMSIZE(arr) == 4)
-        t = MT3_SAMPLE_I32;
-    else {
-        mt3py_raise_named("AudioError", "unsupported audio dtype; use float32, float64, int16 or int32");
-        return -1;
-    }
-    int nd = PyArray_NDIM(arr);
-    if ((nd != 1 && nd != 2) || PyArray_SIZE(arr) == 0) {
-        mt3py_raise_named("AudioError",
-                          "audio must be a non-empty (n_samples,) or (n_samples, n_channels) array");
-        return -1;
-    }
-    if (!PyArray_ISNOTSWAPPED(arr)) {
-        PyArray_Descr *native = PyArray_DescrNewByteorder(d, NPY_NATIVE);
-        if (!native)
-            return -1;
-        arr = (PyArrayObject *)PyArray_CastToType(arr, native, 0);
-        if (!arr)
-            return -1;
-    } else {
-        Py_INCREF(arr);
-    }
-    v->data = PyArray_DATA(arr);
-    v->type = t;
-    v->n_samples = (size_t)PyArray_DIM(arr, 0);
-    v->n_channels = nd == 2 ? (size_t)PyArray_DIM(arr, 1) : 1;
-    v->sample_stride = (ptrdiff_t)PyArray_STRIDE(arr, 0);
-    v->channel_stride = nd == 2 ? (ptrdiff_t)PyArray_STRIDE(arr, 1) : 0;
-    *keep = arr;
-    return 0;
-}
-
 static PyArray_Descr *note_descr_new(void)
 {
     PyObject *spec = Py_BuildValue("[(ss)(ss)(ss)(ss)(ss)(ss)]", "onset", "<f8", "offset", "<f8", "pitch",
@@ -513,7 +463,7 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     }
     mt3_audio_view view;
     PyArrayObject *keep = NULL;
-    if (audio_view_of(audio, &view, &keep) < 0)
+    if (mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
     const mt3_recipe *recipe = self->recipe;
     mt3_run_opts o = mt3_run_opts_default(recipe);

@@ -11,6 +11,7 @@
 #endif
 #include <numpy/arrayobject.h>
 
+#include "core/audio.h"
 #include "core/mt3_error.h"
 
 /* Raise the Python exception matching err->code (classes from
@@ -20,6 +21,13 @@ PyObject *mt3py_raise(const mt3_error *err);
 
 /* Raise mt3_infer.exceptions.<name>(msg); returns NULL. */
 PyObject *mt3py_raise_named(const char *name, const char *fmt, ...);
+
+/* Check a NumPy audio array ((n,) or (n, channels); float32/float64/int16/
+ * int32; non-empty) and describe it as an mt3_audio_view without copying
+ * (unless its byte order is foreign).  *keep receives a new reference to the
+ * array the view points into; release it after the native work.  Raises
+ * AudioError naming the problem and returns -1 on bad input. */
+int mt3py_audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep);
 
 /* Registration hooks, one per area (each defined in its own file). */
 int mt3py_register_features(PyObject *m);

@@ -71,78 +71,6 @@ static int parse_sr(PyObject *o, int *sr)
     return 0;
 }
 
-/* Check the array and describe it as a view.  *keep receives a new reference
- * to the array the view points into (the input, or a native-byte-order copy). */
-static int audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep)
-{
-    if (!PyArray_Check(audio)) {
-        mt3py_raise_named("AudioError",
-                          "audio must be a numpy.ndarray of shape (n_samples,) or (n_samples, "
-                          "n_channels), got %s",
-                          Py_TYPE(audio)->tp_name);
-        return -1;
-    }
-    PyArrayObject *arr = (PyArrayObject *)audio;
-    PyArray_Descr *d = PyArray_DESCR(arr);
-    mt3_sample_type t;
-    if (d->kind == 'f' && PyArray_ITEMSIZE(arr) == 4)
-        t = MT3_SAMPLE_F32;
-    else if (d->kind == 'f' && PyArray_ITEMSIZE(arr) == 8)
-        t = MT3_SAMPLE_F64;
-    else if (d->kind == 'i' && PyArray_ITEMSIZE(arr) == 2)
-        t = MT3_SAMPLE_I16;
-    else if (d->kind == 'i' && PyArray_ITEMSIZE(arr) == 4)
-        t = MT3_SAMPLE_I32;
-    else {
-        PyObject *s = PyObject_Str((PyObject *)d);
-        mt3py_raise_named("AudioError",
-                          "unsupported audio dtype %s; use float32, float64, int16 or int32 "
-                          "(e.g. audio.astype(numpy.float32))",
-                          s ? PyUnicode_AsUTF8(s) : "?");
-        Py_XDECREF(s);
-        return -1;
-    }
-    const int nd = PyArray_NDIM(arr);
-    if (nd != 1 && nd != 2) {
-        PyObject *shape = PyObject_GetAttrString(audio, "shape");
-        PyObject *r = shape ? PyObject_Repr(shape) : NULL;
-        mt3py_raise_named("AudioError",
-                          "audio must be 1-D (n_samples,) or 2-D (n_samples, n_channels), got a "
-                          "%d-D array of shape %s",
-                          nd, r ? PyUnicode_AsUTF8(r) : "?");
-        Py_XDECREF(r);
-        Py_XDECREF(shape);
-        return -1;
-    }
-    if (PyArray_SIZE(arr) == 0) {
-        PyObject *shape = PyObject_GetAttrString(audio, "shape");
-        PyObject *r = shape ? PyObject_Repr(shape) : NULL;
-        mt3py_raise_named("AudioError", "audio is empty (shape %s); pass at least one sample",
-                          r ? PyUnicode_AsUTF8(r) : "?");
-        Py_XDECREF(r);
-        Py_XDECREF(shape);
-        return -1;
-    }
-    if (!PyArray_ISNOTSWAPPED(arr)) {
-        PyArray_Descr *native = PyArray_DescrNewByteorder(d, NPY_NATIVE);
-        if (!native)
-            return -1;
-        arr = (PyArrayObject *)PyArray_CastToType(arr, native, 0); /* steals native */
-        if (!arr)
-            return -1;
-    } else {
-        Py_INCREF(arr);
-    }
-    v->data = PyArray_DATA(arr);
-    v->type = t;
-    v->n_samples = (size_t)PyArray_DIM(arr, 0);
-    v->n_channels = nd == 2 ? (size_t)PyArray_DIM(arr, 1) : 1;
-    v->sample_stride = (ptrdiff_t)PyArray_STRIDE(arr, 0);
-    v->channel_stride = nd == 2 ? (ptrdiff_t)PyArray_STRIDE(arr, 1) : 0;
-    *keep = arr;
-    return 0;
-}
-
 static int parse_resampler(PyObject *o, int have_default, mt3_resampler def, mt3_resampler *rs)
 {
     if (o == NULL || o == Py_None) {
@@ -266,7 +194,7 @@ static PyObject *py_compute_features(PyObject *self, PyObject *args, PyObject *k
     mt3_feature_stage stage;
     mt3_audio_view view;
     PyArrayObject *keep = NULL;
-    if (audio_view(audio, &view, &keep) < 0)
+    if (mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
     if ((sr_o && parse_sr(sr_o, &sr) < 0) || (preset_o && parse_preset(preset_o, &preset) < 0) ||
         parse_threads(nt_o, &nt) < 0 || parse_resampler(rs_o, 1, default_resampler(preset), &rs) < 0 ||
@@ -338,7 +266,7 @@ static PyObject *py_resample(PyObject *self, PyObject *args, PyObject *kw)
     mt3_resampler rs;
     mt3_audio_view view;
     PyArrayObject *keep = NULL;
-    if (audio_view(audio, &view, &keep) < 0)
+    if (mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
     if (parse_sr(sr_o, &sr) < 0 || parse_resampler(m_o, 1, MT3_RESAMPLE_SOXR_HQ, &rs) < 0) {
         Py_DECREF(keep);
