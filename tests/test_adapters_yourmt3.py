@@ -137,6 +137,18 @@ def test_default_batch_is_eight_segments(ymt3):
     assert st["steps"] == 2 * 3
 
 
+def test_progress_passes_through_transcribe(ymt3):
+    audio = audio_clip(9 * SEG / 16000 - 0.01, 7)  # 9 segments: batches of 8 + 1
+    calls = []
+    midi = ymt3.transcribe(audio, 16000, max_new_tokens=3, progress=lambda *c: calls.append(c))
+    assert calls[0] == (0, 9, 0) and calls[-1] == (9, 9, 9 * 13 * 3)
+    assert (8, 9, 8 * 13 * 3) in calls  # after the first batch
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    buf = io.BytesIO()
+    midi.save(file=buf)
+    assert buf.getvalue() == ymt3.transcribe_bytes(audio, 16000, max_new_tokens=3)
+
+
 def test_segment_layout_and_short_input(ymt3):
     # a clip of exactly 2 segments and one a sample longer (3 segments)
     for n, segs in ((2 * SEG, 2), (2 * SEG + 1, 3), (1, 1)):

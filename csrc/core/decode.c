@@ -2,6 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define PROGRESS_INTERVAL_S 0.2
 
 void mt3_tokens_free(mt3_tokens *t)
 {
@@ -18,6 +21,28 @@ static void fill64(int64_t *p, size_t n, int64_t v)
         p[i] = v;
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Segments of the current chunk with a row still decoding (row_of is
+ * ascending: compaction keeps the order). */
+static int active_segments(const int32_t *row_of, int n_active, int channels)
+{
+    int n = 0, last = -1;
+    for (int i = 0; i < n_active; i++) {
+        int seg = row_of[i] / channels;
+        if (seg != last) {
+            n++;
+            last = seg;
+        }
+    }
+    return n;
+}
+
 int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments, int frames,
                       const mt3_decode_opts *opts, mt3_tokens *out, mt3_error *err)
 {
@@ -26,7 +51,7 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
     memset(out, 0, sizeof *out);
     const mt3_model_meta *meta = &m->meta;
     const mt3_engine_api *api = m->api;
-    mt3_decode_opts o = {0, 0, 0, NULL};
+    mt3_decode_opts o = {0, 0, 0, NULL, NULL, NULL};
     if (opts)
         o = *opts;
     if (n_segments < 0)
@@ -75,6 +100,14 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
         api->session_set_threads(sess, o.num_threads);
 
     const size_t seg_stride = (size_t)frames * (size_t)meta->feature_bins;
+    double next_report = 0.0;
+    if (o.progress) {
+        if (o.progress(o.progress_user, 0, n_segments, 0)) {
+            rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
+            goto done;
+        }
+        next_report = mono_s() + PROGRESS_INTERVAL_S;
+    }
     for (int s0 = 0; s0 < n_segments; s0 += bs) {
         int nb = n_segments - s0 < bs ? n_segments - s0 : bs;
         const float *x = features + (size_t)s0 * seg_stride;
@@ -99,6 +132,17 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
             if (o.cancel && *o.cancel) {
                 rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
                 goto done;
+            }
+            if (o.progress && pos > 0) {
+                double t = mono_s();
+                if (t >= next_report) {
+                    int done_segs = s0 + nb - active_segments(row_of, n_active, C);
+                    if (o.progress(o.progress_user, done_segs, n_segments, out->row_steps)) {
+                        rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
+                        goto done;
+                    }
+                    next_report = mono_s() + PROGRESS_INTERVAL_S;
+                }
             }
             rc = api->step(sess, tok, pos, nxt, err);
             if (rc)
@@ -136,6 +180,13 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
                 row_of[k] = row_of[keep[k]];
             }
             n_active = n_keep;
+        }
+        if (o.progress) {
+            if (o.progress(o.progress_user, s0 + nb, n_segments, out->row_steps)) {
+                rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
+                goto done;
+            }
+            next_report = mono_s() + PROGRESS_INTERVAL_S;
         }
     }
 

@@ -30,6 +30,13 @@ typedef struct mt3_decode_opts {
     int max_new_tokens; /* <= 0: meta max_new_tokens; at most meta max_len */
     int num_threads;    /* intra-op threads for this call; <= 0: the model's */
     const volatile int *cancel; /* optional: a nonzero value stops with MT3_E_CANCELLED */
+    /* Optional progress callback, called on the decoding thread once before
+     * the first batch (0 done), after each batch and, at most every ~0.2 s (monotonic clock), during a batch.
+     * segments_done: segments whose rows have all finished; tokens_done:
+     * decoder row-steps so far.  A nonzero return stops the run with
+     * MT3_E_CANCELLED. */
+    int (*progress)(void *user, int segments_done, int segments_total, int64_t tokens_done);
+    void *progress_user;
 } mt3_decode_opts;
 
 typedef struct mt3_tokens {

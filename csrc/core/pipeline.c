@@ -142,7 +142,7 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
     out->n_segments = feats.n_segments;
 
     mt3_decode_opts dopts = {o.batch_size > 0 ? o.batch_size : r->default_batch, o.max_new_tokens,
-                             o.num_threads, o.cancel};
+                             o.num_threads, o.cancel, o.progress, o.progress_user};
     rc = mt3_decode_greedy(m, feats.data, feats.n_segments, pi->n_frames, &dopts, &toks, err);
     mt3_features_free(&feats);
     if (rc)

@@ -82,6 +82,8 @@ typedef struct mt3_run_opts {
                             the same bins and a frame count the network accepts (e.g.
                             MT3_PRESET_MT3_REFERENCE, the features the MT3 checkpoint was trained on) */
     const volatile int *cancel; /* optional, see mt3_decode_opts */
+    int (*progress)(void *user, int segments_done, int segments_total, int64_t tokens_done);
+    void *progress_user;        /* optional progress callback, see mt3_decode_opts */
 } mt3_run_opts;
 
 /* Defaults: everything 0 except want_midi = 1, preset_override = -1 and

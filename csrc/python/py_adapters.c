@@ -159,7 +159,7 @@ PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int ba
         Py_DECREF(arr);
         return PyErr_Format(PyExc_ValueError, "features too large");
     }
-    mt3_decode_opts opts = {batch_size, max_new_tokens, num_threads, NULL};
+    mt3_decode_opts opts = {batch_size, max_new_tokens, num_threads, NULL, NULL, NULL};
     mt3_tokens toks;
     memset(&toks, 0, sizeof toks);
     mt3_error err;
@@ -429,12 +429,92 @@ static PyObject *notes_array(const mt3_notes *nl)
     return (PyObject *)a;
 }
 
+/* Progress / Ctrl-C bridge for _run: the decoder calls run_progress_cb on
+ * the calling thread (GIL released); it takes the GIL, calls the user's
+ * callable (if any) and, on the main thread, runs pending signal handlers.
+ * An exception from either stops the run; it is stashed here and re-raised
+ * once the native call returns. */
+typedef struct {
+    PyObject *callable; /* borrowed (alive for the call) or NULL */
+    int check_signals;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc;
+#else
+    PyObject *exc_type, *exc_value, *exc_tb;
+#endif
+    int stashed;
+} run_progress;
+
+static void run_progress_stash(run_progress *p)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    p->exc = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&p->exc_type, &p->exc_value, &p->exc_tb);
+#endif
+    p->stashed = 1;
+}
+
+static void run_progress_restore(run_progress *p)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(p->exc);
+    p->exc = NULL;
+#else
+    PyErr_Restore(p->exc_type, p->exc_value, p->exc_tb);
+    p->exc_type = p->exc_value = p->exc_tb = NULL;
+#endif
+    p->stashed = 0;
+}
+
+static int run_progress_cb(void *user, int segments_done, int segments_total, int64_t tokens_done)
+{
+    run_progress *p = user;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int stop = p->stashed;
+    if (!stop && p->callable) {
+        PyObject *r = PyObject_CallFunction(p->callable, "iiL", segments_done, segments_total,
+                                            (long long)tokens_done);
+        if (r)
+            Py_DECREF(r);
+        else
+            stop = 1;
+    }
+    if (!stop && p->check_signals && PyErr_CheckSignals() < 0)
+        stop = 1;
+    if (stop && !p->stashed)
+        run_progress_stash(p);
+    PyGILState_Release(g);
+    return stop;
+}
+
+/* Whether the calling thread is Python's main thread (signal handlers run
+ * only there).  On any lookup failure: yes (PyErr_CheckSignals is a no-op
+ * elsewhere anyway). */
+static int on_main_thread(void)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *main = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = main ? PyObject_GetAttrString(main, "ident") : NULL;
+    int yes = 1;
+    if (ident && PyLong_Check(ident)) {
+        unsigned long id = PyLong_AsUnsignedLong(ident);
+        if (!PyErr_Occurred())
+            yes = id == PyThread_get_thread_ident();
+    }
+    PyErr_Clear();
+    Py_XDECREF(ident);
+    Py_XDECREF(main);
+    Py_XDECREF(threading);
+    return yes;
+}
+
 static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"audio",       "sr",           "midi",          "notes",
                              "sort_notes",  "batch_size",   "max_new_tokens", "num_threads",
                              "allow_resample", "decode_flags", "midi_flags",  "stats",
-                             "preset",      NULL};
+                             "preset",      "progress",     NULL};
     PyObject *audio;
     int sr;
     int want_midi = 1, want_notes = 0, sort_notes = 1, batch = 0, max_new = 0, threads = 0;
@@ -442,13 +522,17 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     unsigned int decode_flags = 0;
     long long midi_flags = -1;
     const char *preset_name = NULL;
+    PyObject *progress = Py_None;
     if (core_ready(self) < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|pppiiipILpz", kwlist, &audio, &sr, &want_midi,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|pppiiipILpzO", kwlist, &audio, &sr, &want_midi,
                                      &want_notes, &sort_notes, &batch, &max_new, &threads,
                                      &allow_resample, &decode_flags, &midi_flags, &stats,
-                                     &preset_name))
+                                     &preset_name, &progress))
         return NULL;
+    if (progress != Py_None && !PyCallable_Check(progress))
+        return PyErr_Format(PyExc_TypeError,
+                            "progress must be None or a callable(segments_done, segments_total, tokens_done)");
     if (!self->ref)
         return PyErr_Format(PyExc_RuntimeError, "Model not loaded. Call load_model() before transcription.");
     if (batch < 0 || max_new < 0 || threads < 0)
@@ -477,6 +561,14 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
         o.midi_flags = (unsigned)midi_flags;
     o.want_midi = want_midi;
     o.want_notes = want_notes;
+    run_progress prog;
+    memset(&prog, 0, sizeof prog);
+    prog.callable = progress == Py_None ? NULL : progress;
+    prog.check_signals = on_main_thread();
+    if (prog.callable || prog.check_signals) {
+        o.progress = run_progress_cb;
+        o.progress_user = &prog;
+    }
     model_ref *ref = self->ref;
     ref->refs++;
     mt3_run_result res;
@@ -490,6 +582,11 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     Py_END_ALLOW_THREADS
     model_ref_release(ref);
     Py_DECREF(keep);
+    if (prog.stashed) { /* the callable raised, or Ctrl-C: re-raise that */
+        mt3_run_result_free(&res);
+        run_progress_restore(&prog);
+        return NULL;
+    }
     if (rc) {
         mt3_run_result_free(&res);
         return mt3py_raise(&err);
@@ -569,8 +666,12 @@ static PyMethodDef AdapterCore_methods[] = {
     {"_unload", (PyCFunction)AdapterCore_unload, METH_NOARGS, "Drop the loaded network."},
     {"_run", (PyCFunction)(void (*)(void))AdapterCore_run, METH_VARARGS | METH_KEYWORDS,
      "_run(audio, sr, midi=True, notes=False, sort_notes=True, batch_size=0, max_new_tokens=0,\n"
-     "     num_threads=0, allow_resample=False, decode_flags=0, midi_flags=-1, stats=False)\n"
-     "-> (midi bytes | None, notes | None, stats dict | None).  GIL released throughout."},
+     "     num_threads=0, allow_resample=False, decode_flags=0, midi_flags=-1, stats=False,\n"
+     "     preset=None, progress=None)\n"
+     "-> (midi bytes | None, notes | None, stats dict | None).  GIL released throughout, taken\n"
+     "back briefly (at most every ~0.2 s) to call progress(segments_done, segments_total,\n"
+     "tokens_done) and, on the main thread, to honour Ctrl-C; an exception from either stops\n"
+     "the run and propagates."},
     {NULL, NULL, 0, NULL},
 };
 

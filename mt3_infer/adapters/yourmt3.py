@@ -245,7 +245,7 @@ class YourMT3Adapter(MT3AdapterBase):
     # -- running ----------------------------------------------------------------
     def transcribe(self, audio, sr=16000, adaptive: bool = False, stretch_factors=None,
                    stretch_method: str = "auto", num_attempts: int = 1, return_all: bool = False, *,
-                   batch_size=None, max_new_tokens=None, num_threads=None):
+                   batch_size=None, max_new_tokens=None, num_threads=None, progress=None):
         """Transcribe ``audio`` (float32/float64, (n,) or (n, channels); int16/int32
         PCM also accepted) at rate ``sr`` into a ``mido.MidiFile`` — the file
         mt3-infer 0.2.0's YourMT3 adapter writes.
@@ -254,6 +254,9 @@ class YourMT3Adapter(MT3AdapterBase):
         ``max_new_tokens``: tokens per channel and segment (default 256);
         ``num_threads``: CPU threads.  The GIL is released throughout; several
         threads may transcribe on one adapter at once.
+        ``progress``: None (quiet), True (a "Generating MIDI" bar on a
+        terminal's stderr) or ``callable(segments_done, segments_total,
+        tokens_done)``; see :meth:`MT3AdapterBase.transcribe`.
 
         Adaptive mode (``adaptive=True``): the anchor measured onset density
         with librosa and re-transcribed time-stretched copies (librosa or
@@ -266,7 +269,8 @@ class YourMT3Adapter(MT3AdapterBase):
         ``NotImplementedError`` and ``ImportError``): stretch the audio
         yourself and call ``transcribe`` per factor.
         """
-        kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, num_threads=num_threads)
+        kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, num_threads=num_threads,
+                  progress=progress)
         if not adaptive:
             return super().transcribe(audio, sr, **kw)
         return self._adaptive(audio, sr, stretch_factors, stretch_method, num_attempts, return_all, kw)
