@@ -52,12 +52,17 @@ static int dtype_code(const char *s, int *out)
     return 0;
 }
 
-static int EngineModel_init(EngineModelObject *self, PyObject *args, PyObject *kw)
+/* Parse (engine_path, model_path, device="auto", dtype="float32",
+ * num_threads=0), load the exported model with the GIL released and, when
+ * `recipe` is given, check that the network fits it.  0 and *out on success;
+ * -1 with an exception set otherwise. */
+static int load_model_from_args(PyObject *args, PyObject *kw, const mt3_recipe *recipe, mt3_model **out)
 {
     static char *kwlist[] = {"engine_path", "model_path", "device", "dtype", "num_threads", NULL};
     PyObject *engine_obj = Py_None, *model_obj = NULL;
     const char *device = "auto", *dtype = "float32";
     int num_threads = 0;
+    *out = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO&|ssi", kwlist, &engine_obj, PyUnicode_FSConverter,
                                      &model_obj, &device, &dtype, &num_threads))
         return -1;
@@ -73,12 +78,6 @@ static int EngineModel_init(EngineModelObject *self, PyObject *args, PyObject *k
         PyErr_Format(PyExc_ValueError, "dtype must be 'float32', 'float16' or 'bfloat16', got '%s'", dtype);
         return -1;
     }
-    if (self->model) { /* decode() may be running on it in another thread */
-        Py_DECREF(model_obj);
-        Py_XDECREF(engine_bytes);
-        PyErr_SetString(PyExc_RuntimeError, "EngineModel is already loaded; create a new one");
-        return -1;
-    }
     mt3_engine_load_opts opts = {device, code, num_threads};
     const char *epath = engine_bytes ? PyBytes_AS_STRING(engine_bytes) : NULL;
     const char *mpath = PyBytes_AS_STRING(model_obj);
@@ -88,6 +87,13 @@ static int EngineModel_init(EngineModelObject *self, PyObject *args, PyObject *k
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = mt3_model_load(epath, mpath, &opts, &m, &err);
+    if (!rc && recipe) {
+        rc = mt3_recipe_check_model(recipe, m, &err);
+        if (rc) {
+            mt3_model_free(m);
+            m = NULL;
+        }
+    }
     Py_END_ALLOW_THREADS
     Py_DECREF(model_obj);
     Py_XDECREF(engine_bytes);
@@ -95,6 +101,19 @@ static int EngineModel_init(EngineModelObject *self, PyObject *args, PyObject *k
         mt3py_raise(&err);
         return -1;
     }
+    *out = m;
+    return 0;
+}
+
+static int EngineModel_init(EngineModelObject *self, PyObject *args, PyObject *kw)
+{
+    if (self->model) { /* decode() may be running on it in another thread */
+        PyErr_SetString(PyExc_RuntimeError, "EngineModel is already loaded; create a new one");
+        return -1;
+    }
+    mt3_model *m = NULL;
+    if (load_model_from_args(args, kw, NULL, &m) < 0)
+        return -1;
     self->model = m;
     return 0;
 }
@@ -328,49 +347,11 @@ static int core_ready(AdapterCoreObject *self)
 
 static PyObject *AdapterCore_load_export(AdapterCoreObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"engine_path", "model_path", "device", "dtype", "num_threads", NULL};
-    PyObject *engine_obj, *model_obj = NULL;
-    const char *device = "auto", *dtype = "float32";
-    int num_threads = 0;
     if (core_ready(self) < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO&|ssi", kwlist, &engine_obj, PyUnicode_FSConverter,
-                                     &model_obj, &device, &dtype, &num_threads))
-        return NULL;
-    PyObject *engine_bytes = NULL;
-    if (engine_obj != Py_None && !PyUnicode_FSConverter(engine_obj, &engine_bytes)) {
-        Py_DECREF(model_obj);
-        return NULL;
-    }
-    int code;
-    if (dtype_code(dtype, &code) < 0) {
-        Py_DECREF(model_obj);
-        Py_XDECREF(engine_bytes);
-        return PyErr_Format(PyExc_ValueError, "dtype must be 'float32', 'float16' or 'bfloat16', got '%s'",
-                            dtype);
-    }
-    mt3_engine_load_opts opts = {device, code, num_threads};
-    const char *epath = engine_bytes ? PyBytes_AS_STRING(engine_bytes) : NULL;
-    const char *mpath = PyBytes_AS_STRING(model_obj);
-    const mt3_recipe *recipe = self->recipe;
-    mt3_error err;
-    mt3_error_clear(&err);
     mt3_model *m = NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = mt3_model_load(epath, mpath, &opts, &m, &err);
-    if (!rc) {
-        rc = mt3_recipe_check_model(recipe, m, &err);
-        if (rc) {
-            mt3_model_free(m);
-            m = NULL;
-        }
-    }
-    Py_END_ALLOW_THREADS
-    Py_DECREF(model_obj);
-    Py_XDECREF(engine_bytes);
-    if (rc)
-        return mt3py_raise(&err);
+    if (load_model_from_args(args, kw, self->recipe, &m) < 0)
+        return NULL;
     model_ref *nr = model_ref_new(m);
     if (!nr) {
         mt3_model_free(m);
