@@ -109,22 +109,17 @@ static pthread_once_t g_window_once = PTHREAD_ONCE_INIT;
 static melbank g_mel[3]; /* mr_mt3, mt3_pytorch, mt3_reference */
 static pthread_once_t g_mel_once[3] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
 
-/* torch.hann_window(2048) (periodic) in float32: 0.5 + (-0.5) * cos(n * f32(2pi/2048)). */
+/* torch.hann_window(2048) (periodic) in float32: 0.5 + (-0.5) * cos(n * f32(2pi/2048)),
+ * the angle rounded in float32 as torch does.  The cosine is taken in double and
+ * rounded once, so the table is the same on every CPU (glibc's cosf has per-CPU
+ * FMA/SSE variants that differ in the last bit). */
 static void init_window(void)
 {
     const float step = (float)(2.0 * M_PI / NFFT);
-    for (int i = 0; i < NFFT; i++)
-        g_window[i] = cosf((float)i * step) * -0.5f + 0.5f;
-}
-
-/* torch.linspace(start, end, steps) for float32 on CPU: step in float32, first
- * half from start, second half from end. */
-static float torch_linspace_f32(float start, float end, int steps, int i)
-{
-    const float step = (end - start) / (float)(steps - 1);
-    if (i < steps / 2)
-        return start + step * (float)i;
-    return end - step * (float)(steps - 1 - i);
+    for (int i = 0; i < NFFT; i++) {
+        const float c = (float)cos((double)((float)i * step));
+        g_window[i] = c * -0.5f + 0.5f;
+    }
 }
 
 /* Store the dense column `col` (NSPEC weights) of band m into the sparse bank. */
@@ -154,27 +149,38 @@ static int mel_store(melbank *mb, int m, const float *col, int *nnz)
 }
 
 /* torchaudio.functional.melscale_fbanks(1025, 20, f_max, 512, 16000, norm=None,
- * mel_scale="htk") in float32. */
+ * mel_scale="htk"), spec section 2.3: HTK mel edges linspace(mel(20), mel(f_max),
+ * 514), triangles in Hz.  Built in double and rounded to float32 once.
+ *
+ * torchaudio itself builds the table in float32 (float32 linspace, float32
+ * powf, float32 slopes).  That table is ill-conditioned: one float32 ulp of an
+ * edge near 8 kHz (4.9e-4 Hz) over a 42 Hz edge spacing moves a weight by
+ * 1.2e-5, and the exact rounding sequence depends on the torch build and on
+ * the CPU's pow/linspace code paths (up to ~6e-5 per entry between variants).
+ * Emulating one variant therefore matches none of them; the double table is
+ * the one every float32 variant scatters around, so it is both the closest to
+ * the float64 definition (0.5 ulp per entry) and, on average, to whatever a
+ * given torch computes.  The zero bands (1 and 10 for f_max 7600, 1 and 16 for
+ * 8000) and the ~100 single-bin bands come out the same as in every float32
+ * variant: the nearest bin lies 1.9e-3 Hz from an interior edge. */
 static void build_torchaudio_bank(melbank *mb, double f_max)
 {
     const double m_min = 2595.0 * log10(1.0 + 20.0 / 700.0);
     const double m_max = 2595.0 * log10(1.0 + f_max / 700.0);
-    float f_pts[N_MELS + 2], f_diff[N_MELS + 1], freqs[NSPEC], col[NSPEC];
+    double f_pts[N_MELS + 2];
+    float col[NSPEC];
     for (int i = 0; i < N_MELS + 2; i++) {
-        float m = torch_linspace_f32((float)m_min, (float)m_max, N_MELS + 2, i);
-        f_pts[i] = 700.0f * (powf(10.0f, m / 2595.0f) - 1.0f);
+        double m = i == N_MELS + 1 ? m_max : m_min + (m_max - m_min) * (double)i / (N_MELS + 1);
+        f_pts[i] = 700.0 * (pow(10.0, m / 2595.0) - 1.0);
     }
-    for (int i = 0; i < N_MELS + 1; i++)
-        f_diff[i] = f_pts[i + 1] - f_pts[i];
-    for (int k = 0; k < NSPEC; k++)
-        freqs[k] = torch_linspace_f32(0.0f, 8000.0f, NSPEC, k);
     int nnz = 0, ok = 1;
     for (int m = 0; m < N_MELS && ok; m++) {
+        const double lo = f_pts[m], c = f_pts[m + 1], hi = f_pts[m + 2];
         for (int k = 0; k < NSPEC; k++) {
-            float down = (-1.0f * (f_pts[m] - freqs[k])) / f_diff[m];
-            float up = (f_pts[m + 2] - freqs[k]) / f_diff[m + 1];
-            float v = down < up ? down : up;
-            col[k] = v > 0.0f ? v : 0.0f;
+            const double f = 8000.0 * (double)k / (double)(NSPEC - 1); /* exact: k * 7.8125 */
+            double up = (f - lo) / (c - lo), down = (hi - f) / (hi - c);
+            double v = up < down ? up : down;
+            col[k] = v > 0.0 ? (float)v : 0.0f;
         }
         ok = mel_store(mb, m, col, &nnz);
     }
@@ -250,7 +256,8 @@ typedef struct worker {
     float *xp; /* padded segment, SEG_BUF floats */
     float frame[NFFT];
     kiss_fft_cpx spec[NSPEC];
-    float mag[NSPEC];
+    double pw[NSPEC];   /* |X|^2, then |X| where the preset wants magnitude */
+    double mel[N_MELS];
 } worker;
 
 static worker *worker_new(void)
@@ -279,26 +286,32 @@ static void worker_free(worker *w)
     free(w);
 }
 
-/* |X| of the windowed frame starting at src. */
-static void frame_magnitude(worker *w, const float *src)
+/* Windowed frame at src -> w->spec.  Everything after the FFT runs in double
+ * and is rounded to float32 once per output value: |X|^2 = re^2 + im^2 exactly
+ * (two float32 squares are exact in double), |X| and the mel sums with one
+ * double rounding each, ln with glibc's double log (correctly rounded in
+ * practice on every x86-64 code path, unlike the float variants that differ
+ * by an ulp between the FMA and SSE paths).  The float32 error that is left
+ * is the FFT's (kissfft, ~1e-7 of the frame norm) and the window's. */
+static void frame_power(worker *w, const float *src)
 {
     for (int i = 0; i < NFFT; i++)
         w->frame[i] = src[i] * g_window[i];
     kiss_fftr(w->cfg, w->frame, w->spec);
     for (int k = 0; k < NSPEC; k++) {
-        float re = w->spec[k].r, im = w->spec[k].i;
-        w->mag[k] = sqrtf(re * re + im * im);
+        const double re = w->spec[k].r, im = w->spec[k].i;
+        w->pw[k] = re * re + im * im;
     }
 }
 
-static void apply_mel(const melbank *mb, const float *v, float *row)
+static void apply_mel(const melbank *mb, const double *v, double *row)
 {
     for (int m = 0; m < N_MELS; m++) {
         const float *wt = mb->w + mb->off[m];
-        const float *x = v + mb->start[m];
-        float acc = 0.0f;
+        const double *x = v + mb->start[m];
+        double acc = 0.0;
         for (int j = 0; j < mb->len[m]; j++)
-            acc += wt[j] * x[j];
+            acc += (double)wt[j] * x[j];
         row[m] = acc;
     }
 }
@@ -328,35 +341,38 @@ static void compute_segment(worker *w, mt3_preset p, const melbank *mb, const fl
     }
 
     const int nb = in->n_bins;
+    const int lin = stage == MT3_STAGE_LINEAR;
+    /* the floors are the anchor's float32 constants, added in double */
+    const double floor_mr = (double)1e-5f, eps_pt = (double)1e-6f, eps_y = (double)1e-5f;
     for (int t = 0; t < in->n_frames; t++) {
         float *row = out + (size_t)t * (size_t)nb;
         if (p != MT3_PRESET_YOURMT3 && t >= valid) {
             memset(row, 0, (size_t)nb * sizeof *row);
             continue;
         }
-        frame_magnitude(w, w->xp + (size_t)t * (size_t)in->hop);
+        frame_power(w, w->xp + (size_t)t * (size_t)in->hop);
         switch (p) {
         case MT3_PRESET_MR_MT3:
         case MT3_PRESET_MT3_REFERENCE:
-            apply_mel(mb, w->mag, row);
-            if (stage != MT3_STAGE_LINEAR)
-                for (int m = 0; m < nb; m++)
-                    row[m] = logf(row[m] <= 0.0f ? 1e-5f : row[m]);
+            for (int k = 0; k < NSPEC; k++)
+                w->pw[k] = sqrt(w->pw[k]);
+            apply_mel(mb, w->pw, w->mel);
+            for (int m = 0; m < nb; m++) {
+                const float v = (float)w->mel[m];
+                /* safe_log: values <= 0 (in float32, as the anchor sees them) -> 1e-5 */
+                row[m] = lin ? v : (float)log(v <= 0.0f ? floor_mr : w->mel[m]);
+            }
             break;
         case MT3_PRESET_MT3_PYTORCH:
-            for (int k = 0; k < NSPEC; k++)
-                w->mag[k] = w->mag[k] * w->mag[k];
-            apply_mel(mb, w->mag, row);
-            if (stage != MT3_STAGE_LINEAR)
-                for (int m = 0; m < nb; m++)
-                    row[m] = logf(row[m] + 1e-6f);
+            apply_mel(mb, w->pw, w->mel);
+            for (int m = 0; m < nb; m++)
+                row[m] = lin ? (float)w->mel[m] : (float)log(w->mel[m] + eps_pt);
             break;
         case MT3_PRESET_YOURMT3:
-            if (stage == MT3_STAGE_LINEAR)
-                memcpy(row, w->mag + 1, (size_t)nb * sizeof *row);
-            else
-                for (int k = 0; k < nb; k++)
-                    row[k] = logf(w->mag[k + 1] + 1e-5f);
+            for (int k = 0; k < nb; k++) {
+                const double mag = sqrt(w->pw[k + 1]);
+                row[k] = lin ? (float)mag : (float)log(mag + eps_y);
+            }
             break;
         }
     }
@@ -378,9 +394,10 @@ static void compute_segment(worker *w, mt3_preset p, const melbank *mb, const fl
             memset(out, 0, total * sizeof *out);
             return;
         }
-        const float denom = (hi - lo) + 0.008f;
+        /* (S - min) / (max - min + 0.008) in double, rounded once */
+        const double denom = ((double)hi - (double)lo) + (double)0.008f;
         for (size_t i = 0; i < total; i++) {
-            float v = (out[i] - lo) / denom;
+            float v = (float)(((double)out[i] - (double)lo) / denom);
             if (isnan(v))
                 v = 0.0f;
             else if (isinf(v))
