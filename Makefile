@@ -10,10 +10,12 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
 # Pinned on purpose: an unpinned torch pulls several GB of CUDA wheels.
-TORCH_PIN := torch==2.13.0
-DEV_DEPS  := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi==0.2.11
+# Every dev/test dependency's exact version lives in constraints-dev.txt.
+TORCH_PIN   := torch==2.13.0
+DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi
+CONSTRAINTS := constraints-dev.txt
 
-.PHONY: all sysdeps venv build test test-fast bench asan fidelity clean
+.PHONY: all sysdeps venv env build test test-fast bench asan fidelity clean
 
 all: build
 
@@ -24,9 +26,9 @@ sysdeps:
 	    $(SUDO) apt-get install -y -qq libkissfft-dev libsoxr-dev pkg-config >/dev/null; \
 	fi
 
-$(VENV)/.deps-stamp: Makefile
+$(VENV)/.deps-stamp: Makefile $(CONSTRAINTS)
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q $(TORCH_PIN) $(DEV_DEPS)
+	$(PIP) install -q -c $(CONSTRAINTS) $(TORCH_PIN) $(DEV_DEPS)
 	touch $@
 
 venv: $(VENV)/.deps-stamp
@@ -34,11 +36,15 @@ venv: $(VENV)/.deps-stamp
 build: sysdeps venv
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 
-test: build
+# The environment header first: CPU, SIMD flags, library versions.
+env: venv
+	@$(PY) tools/env_report.py
+
+test: env build
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Skip the slow full-size model checks.
-test-fast: build
+test-fast: env build
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: build
