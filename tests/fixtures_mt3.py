@@ -146,7 +146,15 @@ def random_features(n_segments, frames=256, bins=512, seed=0):
     return np.ascontiguousarray(x)
 
 
-def reference_greedy(ref, x, cap, tie_tol=1e-4):
+# Top-2 logit gap below which two float32 evaluations of the same small model
+# (cached/batched engine vs the uncached reference) may pick different tokens:
+# each is within ~7e-4 of the exact logits (test_export_mt3._Rounding: the
+# probabilistic float32 inner-product bound with lambda = 6 per product, the
+# measured propagation gain <= 0.5), so they differ by <= 1.4e-3.
+TIE_TOL = 1.5e-3
+
+
+def reference_greedy(ref, x, cap, tie_tol=TIE_TOL):
     """The anchor's uncached greedy loop on the reference module, plus where
     each row first meets a near-tie (top-2 logit gap < tie_tol) — a place
     where float rounding of a differently ordered (cached, batched)

@@ -5,6 +5,7 @@ threads, the GIL, 44.1 kHz input, loading forms and errors, adaptive mode.
 
 The 13-channel token -> note rules (ties, merges, drums, remap) are unit-tested
 with hand-built token arrays in test_notes.py / test_midi.py."""
+import glob
 import io
 import math
 import os
@@ -86,23 +87,55 @@ def ymt3(ckpt):
     return a
 
 
-def reference_pipeline(ref, audio, sr, cap=CAP):
+# Two float32 implementations differ by <= TIE_TOL in an O(1) logit
+# (test_export_yourmt3.TIE_TOL: the probabilistic float32 bound).  Over the
+# ~1600 greedy decisions of a clip some reference gap is always below that, so
+# the engine's rows must equal the reference's up to their first difference,
+# and a difference is allowed only where the reference's top-2 gap is below
+# TIE_TOL (then the engine's token is the reference's runner-up by <= TIE_TOL).
+TIE_TOL = 1.5e-3
+
+
+def engine_tokens(ymt3, ckpt, feats, cap=CAP):
+    """Token ids (segments, 13, cap) from the adapter's own exported file."""
+    exported = sorted(glob.glob(os.path.join(ckpt["dir"], "*.mt3i.pt")))
+    assert exported, "the adapter exports beside the checkpoint"
+    model, meta = _engine.load_engine_model(exported[0], "cpu", num_threads=1)
+    assert meta["family"] == "yourmt3"
+    return np.asarray(model.decode(feats, max_new_tokens=cap))
+
+
+def reference_pipeline(ref, audio, sr, got_ids, cap=CAP):
     """Features from the C front end, tokens from the functional reference
-    (uncached, written from the spec), notes and MIDI from the codec."""
+    (uncached, written from the spec), compared with the engine's tokens
+    `got_ids` under the near-tie rule; returns the reference ids with the rows
+    that legitimately diverged replaced by the engine's (so the MIDI built from
+    them by the codec is what a correct adapter writes) and the count of such rows."""
     feats = torch.from_numpy(compute_features(audio, sr, preset="yourmt3"))
     with torch.no_grad():
         ids, gaps = ref.greedy(feats, cap, return_gaps=True)
-    # logits are O(1): fp32 differences between the two implementations are ~1e-6
-    assert float(gaps.min()) > 2e-5, "reference met a near-tie; pick another clip"
-    ids = ids.numpy()
-    data, _ = codec.tokens_to_midi(ids, "yourmt3")
-    return data, ids
+    ids, gaps = ids.numpy(), gaps.numpy().reshape(ids.shape[0], ids.shape[1], -1)
+    assert got_ids.shape == ids.shape, (got_ids.shape, ids.shape)
+    out, diverged = ids.copy(), 0
+    for s_ in range(ids.shape[0]):
+        for c in range(ids.shape[1]):
+            bad = np.nonzero(got_ids[s_, c] != ids[s_, c])[0]
+            if len(bad):
+                k = int(bad[0])
+                assert gaps[s_, c, k] < TIE_TOL, \
+                    f"segment {s_} channel {c} differs at {k} where the reference gap is {gaps[s_, c, k]:.3g}"
+                out[s_, c] = got_ids[s_, c]
+                diverged += 1
+    return out, diverged
 
 
 @pytest.mark.parametrize("sr,seconds,seed", [(16000, 7.0, 1), (44100, 4.5, 2)])
 def test_matches_reference_pipeline(ymt3, ckpt, sr, seconds, seed):
     audio = audio_clip(seconds, seed, sr=sr)
-    want, ids = reference_pipeline(ckpt["ref"], audio, sr)
+    feats = compute_features(audio, sr, preset="yourmt3")
+    ids, diverged = reference_pipeline(ckpt["ref"], audio, sr, engine_tokens(ymt3, ckpt, feats))
+    assert diverged <= 2  # near-ties that flip are rare (none on the machines measured so far)
+    want, _ = codec.tokens_to_midi(ids, "yourmt3")
     notes = codec.decode_tokens(ids, "yourmt3")
     assert len(notes) > 5 and notes["is_drum"].any() and (~notes["is_drum"]).any()
     assert (ids == 1).any()  # some rows end early

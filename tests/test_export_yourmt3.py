@@ -266,7 +266,22 @@ def test_foreign_files_refused(tmp_path, small):
 # ---------------------------------------------------------------- numerics
 
 
-def _close(a, b, tol=1e-4):
+# Two float32 evaluations of the same small network (exported vs the plain
+# reference).  Per product of length k <= 128 here (conv 8 x 3 x 3 = 72, latents,
+# d_model 64, FF 48): the probabilistic bound of test_export_mt3._Rounding,
+# lambda sqrt(k) u sum |a b| with sum |a b| <= sqrt(k) max-scale for rms-normalised
+# activations and weights of std 1/sqrt(k): 6 x 128 x u = 4.6e-5 of the scale
+# per product and side; ~20 products in sequence on the longest path, propagation
+# gain <= 0.5 as measured for the MT3 stack of the same pre-norm residual kind:
+# 2 sides x 20 x 4.6e-5 x 0.5 = 9.2e-4 -> 1e-3 of max(1, |reference|).
+# Single products (the cross K/V, one expert) are one stage: 2 x 4.6e-5 -> 1e-4.
+TOL_NET = 1e-3
+TOL_ONE_PRODUCT = 1e-4
+# near-tie of the logits: the network bound above on O(1) logits
+TIE_TOL = 1.5e-3
+
+
+def _close(a, b, tol=TOL_NET):
     scale = max(1.0, float(b.abs().max()))
     err = float((a - b).abs().max())
     assert err <= tol * scale, f"max abs error {err} (scale {scale})"
@@ -325,7 +340,7 @@ def test_moe_dispatch_matches_per_token_loop():
                 a, g = h[:24], h[24:]
                 acc += wi * (moe.w_out[ei].T @ (torch.nn.functional.silu(a) * g))
             want[i] = acc
-    _close(out.reshape(-1, 16), want, 1e-5)
+    _close(out.reshape(-1, 16), want, TOL_ONE_PRODUCT)
 
 
 def test_cached_greedy_equals_uncached_reference(small):
@@ -343,7 +358,7 @@ def test_cached_greedy_equals_uncached_reference(small):
         if len(bad):
             # only a genuine near-tie of the reference logits may flip a token
             first = int(bad[0])
-            assert float(gaps[r, first]) < 1e-4, f"row {r} differs at {first}: {g[r]} vs {w[r]}"
+            assert float(gaps[r, first]) < TIE_TOL, f"row {r} differs at {first}: {g[r]} vs {w[r]}"
             diverged += 1
     assert diverged <= 2
     # coverage of the stopping rule: rows starting with EOS kept going
@@ -403,7 +418,7 @@ def test_rows_are_independent_of_batch(small):
     with torch.no_grad():
         ck, _ = net.encode(x)
         ck1, _ = net.encode(x[1:2])
-    _close(ck[:, 13:26], ck1, 1e-5)
+    _close(ck[:, 13:26], ck1, TOL_ONE_PRODUCT)
 
 
 # ------------------------------------------------------------------ export
