@@ -362,3 +362,23 @@ def test_garbage_wav_file_message(tmp_path):
     p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \xff\xff\xff\x7f")
     with pytest.raises(AudioError, match=r"Failed to load audio from .*x\.wav: truncated"):
         load_audio(p)
+
+
+@pytest.mark.parametrize("content,found", [
+    (b"this is not audio, just text\n", r"starts with b'this is not '.*looks like text"),
+    (bytes(range(200, 256)) * 4, r"starts with b'\\xc8\\xc9"),
+    (b"", r"empty \(0 bytes\)"),
+    (b"RIFF\x10\x00\x00\x00AVI LIST", r"starts with b'RIFF\\x10\\x00\\x00\\x00AVI '"),
+])
+@pytest.mark.parametrize("name", ["song.wav", "SONG.WAVE"])
+def test_wav_named_file_that_is_not_wav(tmp_path, monkeypatch, content, found, name):
+    p = tmp_path / name
+    p.write_bytes(content)
+    for have_soundfile in (False, True):
+        if not have_soundfile:
+            monkeypatch.setitem(sys.modules, "soundfile", None)
+        else:
+            monkeypatch.delitem(sys.modules, "soundfile", raising=False)
+        with pytest.raises(AudioError, match=r"Not a valid WAV file: .*" + found) as ei:
+            load_audio(p)
+        assert "soundfile" not in str(ei.value) and "natively" not in str(ei.value)
