@@ -366,6 +366,27 @@ def test_example_list_models(tmp_path):
     assert "mr_mt3" in r.stdout and "fast->mr_mt3" in r.stdout and "not downloaded" in r.stdout
 
 
+def test_example_list_models_present_only_with_the_files(tmp_path):
+    root = tmp_path / "ckpt"
+    (root / "mt3_pytorch").mkdir(parents=True)  # empty folder, e.g. left by a failed download
+    (root / "yourmt3").mkdir()
+    data = b"w" * 1000
+    (root / "mr_mt3").mkdir()
+    (root / "mr_mt3" / "mt3.pth").write_bytes(data)
+    over = {"mr_mt3": {"mt3.pth": [hashlib.sha256(data).hexdigest(), len(data)]}}
+    r = run(["--example", EXAMPLES / "list_models.py"], tmp_path, harness=True,
+            env={"HARNESS_REGISTRY": json.dumps(over)})
+    assert r.returncode == 0, r.stderr
+    state = {line.split()[0]: ("not downloaded" if "not downloaded" in line else "present")
+             for line in r.stdout.splitlines() if line.split()[:1] in (["mr_mt3"], ["mt3_pytorch"], ["yourmt3"])}
+    assert state == {"mr_mt3": "present", "mt3_pytorch": "not downloaded", "yourmt3": "not downloaded"}
+    # a file of the wrong size is not "present" either
+    (root / "mr_mt3" / "mt3.pth").write_bytes(data[:10])
+    r = run(["--example", EXAMPLES / "list_models.py"], tmp_path, harness=True,
+            env={"HARNESS_REGISTRY": json.dumps(over)})
+    assert "mr_mt3" in r.stdout and "present" not in r.stdout
+
+
 def test_examples_with_stand_in_model(tmp_path, ckpt):
     a = write_wav(tmp_path / "wavs" / "a.wav", 3.0, sr=22050)
     b = write_wav(tmp_path / "wavs" / "b.wav", 2.0, channels=2)
