@@ -301,22 +301,76 @@ def test_transcribe_missing_model(tmp_path):
     assert r.returncode == 1 and "Checkpoint not found" in r.stderr
 
 
+def _read_pty(fd, until=None, timeout=20.0):
+    """Read a pty master until ``until`` appears (or EOF / timeout)."""
+    import select
+
+    buf = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline and (until is None or until.encode() not in buf):
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if not r:
+            if until is None:
+                break
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed its side
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode("utf-8", "replace")
+
+
 def test_transcribe_ctrl_c(tmp_path, ckpt):
+    import pty
+
     a = write_wav(tmp_path / "a.wav", 1.0)
     e = dict(os.environ, HARNESS_FAKE_ADAPTER="1", HARNESS_FAKE_SLEEP="30", PYTHONIOENCODING="utf-8",
              PYTHONUNBUFFERED="1")
+    master, slave = pty.openpty()  # stderr a terminal: the status lines appear there
     p = subprocess.Popen(HARNESS + ["transcribe", str(a), "--checkpoint", str(ckpt)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=e, cwd=tmp_path)
-    line = ""
-    deadline = time.time() + 20
-    while time.time() < deadline and "Model ready" not in line:
-        line = p.stdout.readline()
-    time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=30)
+                         stderr=slave, text=True, env=e, cwd=tmp_path)
+    os.close(slave)
+    try:
+        err = _read_pty(master, until="Model ready")
+        assert "Model ready" in err
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+        err += _read_pty(master)
+    finally:
+        os.close(master)
     assert p.returncode == 130
     assert "Cancelled by user" in err
+    assert "Loading model" not in out and "Model ready" not in out
     assert not a.with_suffix(".mid").exists()
+
+
+def test_status_lines_only_on_a_terminal_stderr(tmp_path, ckpt):
+    a = write_wav(tmp_path / "a.wav", 1.0)
+    r = run(["transcribe", a, "--checkpoint", ckpt], tmp_path, fake=True)  # pipes: no terminal
+    assert r.returncode == 0, r.stderr
+    assert "Loading model" not in r.stdout + r.stderr and "Model ready" not in r.stdout + r.stderr
+    assert f"{a} -> {a.with_suffix('.mid')}" in r.stdout  # the result line stays on stdout
+
+
+def test_status_lines_go_to_stderr(tmp_path, ckpt, monkeypatch, capsys):
+    from mt3_infer import cli
+
+    a = write_wav(tmp_path / "a.wav", 1.0)
+    monkeypatch.setattr(cli, "_isatty", lambda stream: stream is sys.stderr)  # a terminal stderr
+    monkeypatch.setenv("MT3_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    import tests._cli_harness as h
+
+    monkeypatch.setattr("mt3_infer.api._import_adapter", lambda mid: h.FakeAdapter)
+    assert cli.main(["transcribe", str(a), "--checkpoint", str(ckpt), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "Loading model mt3_pytorch" in err and "Model ready" in err
+    assert "Loading model" not in out and "Model ready" not in out
+    cli.main(["transcribe", str(a), "--checkpoint", str(ckpt), "--no-progress", "-q"])
+    assert "Model ready" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------
