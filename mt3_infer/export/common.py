@@ -51,9 +51,11 @@ def require_torch():
     try:
         import torch  # noqa: F401
     except Exception as exc:  # ImportError, or a broken install
+        from .._engine import torch_install_hint
+
         raise FrameworkError(
             "exporting a checkpoint needs PyTorch (torch is not importable: "
-            f"{exc}). Install it with: pip install torch"
+            f"{exc}). Install it with: {torch_install_hint()}"
         ) from exc
     return torch
 
