@@ -157,6 +157,10 @@ def load_audio(path: Union[str, os.PathLike], sr: Optional[int] = 16000,
     file, naming the problem (and the ``soundfile`` package when a non-WAV
     format needs it).
     """
+    if sr is not None:
+        if isinstance(sr, float) and sr.is_integer():
+            sr = int(sr)
+        sr = _core.check_sample_rate(sr)  # AudioError outside 1000..1,000,000 Hz
     data, rate = read_audio(path)
     if data.shape[0] == 0:
         raise AudioError(f"Audio file contains no samples: {os.fspath(path)}")

@@ -382,3 +382,21 @@ def test_wav_named_file_that_is_not_wav(tmp_path, monkeypatch, content, found, n
         with pytest.raises(AudioError, match=r"Not a valid WAV file: .*" + found) as ei:
             load_audio(p)
         assert "soundfile" not in str(ei.value) and "natively" not in str(ei.value)
+
+
+@pytest.mark.parametrize("sr,match", [(0, "positive"), (1, "implausibly small"), (2 ** 31, "implausibly large"),
+                                      ("16000", "positive int"), (16000.5, "positive int")])
+def test_load_audio_bad_target_rate_is_audioerror(tmp_path, sr, match):
+    p = tmp_path / "a.wav"
+    p.write_bytes(riff(chunk(b"fmt ", fmt_body(1, 1, 8000, 16)), chunk(b"data", b"\x00\x10" * 800)))
+    with pytest.raises(AudioError, match=match):
+        load_audio(p, sr=sr)
+    assert load_audio(p, sr=16000.0)[1] == 16000
+
+
+def test_load_audio_file_at_implausible_rate(tmp_path):
+    p = tmp_path / "slow.wav"
+    p.write_bytes(riff(chunk(b"fmt ", fmt_body(1, 1, 10, 16)), chunk(b"data", b"\x00\x10" * 100)))
+    with pytest.raises(AudioError, match=r"10 Hz is implausibly small"):
+        load_audio(p)  # 10 s at 10 Hz would become 160000 samples of nothing
+    assert load_audio(p, sr=None)[1] == 10  # read as is
