@@ -4,6 +4,10 @@ Install with ``pip install --no-build-isolation .`` (or ``-e .``): the engine is
 compiled against the libtorch inside the *installed* torch package, which an
 isolated build environment would not have.
 
+The build records the torch release the engine was compiled against in
+``mt3_infer/_build_info.json`` (beside ``_core``), so messages can name the
+exact ``pip install torch==<version>`` to use (``mt3_infer._engine.torch_install_hint``).
+
 Environment knobs:
   MT3_SANITIZE=1   build _core with -fsanitize=address,undefined (see `make asan`)
   MT3_NO_ENGINE=1  skip the libtorch engine even if torch is importable
@@ -98,7 +102,32 @@ def engine_extension():
     )
 
 
+BUILD_INFO = "_build_info.json"
+
+
+def engine_torch_version():
+    """The torch release the engine is built against, or None (no engine)."""
+    if os.environ.get("MT3_NO_ENGINE"):
+        return None
+    try:
+        import torch
+    except Exception:
+        return None
+    return {"version": torch.__version__.split("+", 1)[0], "full_version": torch.__version__,
+            "cuda": torch.version.cuda}
+
+
 class BuildExt(build_ext):
+    def run(self):
+        super().run()
+        # the one record of the build's torch: next to _core, wherever it went
+        import json
+
+        out = os.path.join(os.path.dirname(self.get_ext_fullpath("mt3_infer._core")), BUILD_INFO)
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump({"torch": engine_torch_version()}, f, indent=2)
+            f.write("\n")
+
     def initialize_options(self):
         super().initialize_options()
         self.parallel = os.cpu_count() or 1

@@ -4,14 +4,16 @@ are downloaded.  Needs no model and no network.
     python examples/list_models.py
 """
 import mt3_infer
-from mt3_infer import registry
+from mt3_infer import download, registry
 
 
 def main():
     print(f"mt3-infer {mt3_infer.__version__}; checkpoint root: {registry.checkpoint_root()}")
     for model_id, info in mt3_infer.list_models().items():
         path = registry.default_checkpoint_path(model_id)
-        state = "present" if path.exists() else "not downloaded"
+        # every checkpoint file in place with its recorded size (an empty
+        # folder left by a failed download is not a model)
+        state = "not downloaded" if download.missing_files(model_id) else "present"
         speed = info["metadata"]["performance"]["speed_x_realtime"]
         print(f"{model_id:12s} {info['name']:12s} {speed:6.2f}x  {state:15s} {path}")
     print("aliases:", ", ".join(f"{a}->{t}" for a, t in registry.aliases().items()))

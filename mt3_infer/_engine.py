@@ -37,6 +37,30 @@ def configure_openmp():
         env["GOMP_SPINCOUNT"] = DEFAULT_GOMP_SPINCOUNT
 
 
+def built_torch():
+    """``{"version", "full_version", "cuda"}`` of the torch the engine was built
+    against (recorded by setup.py in ``_build_info.json``), or None."""
+    try:
+        with open(os.path.join(_HERE, "_build_info.json"), encoding="utf-8") as f:
+            info = json.load(f).get("torch")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return info if isinstance(info, dict) and info.get("version") else None
+
+
+def torch_install_hint():
+    """The exact ``pip install torch==...`` for this build (never an unpinned
+    torch: that pulls several GB of CUDA wheels)."""
+    info = built_torch()
+    if info is None:
+        return ("pip install torch==<version> (the CPU build is enough), then rebuild mt3-infer "
+                "against it with `pip install --no-build-isolation mt3-infer` so the engine "
+                "matches that release")
+    build = "the CPU build" if not info.get("cuda") else f"the CUDA {info['cuda']} build"
+    return (f"pip install torch=={info['version']} ({build}: the release the mt3-infer "
+            "engine was built against)")
+
+
 def engine_library_path():
     """Path of libmt3_torch*.so, or None when the package was built without torch."""
     override = os.environ.get("MT3_ENGINE_LIBRARY")
@@ -56,8 +80,7 @@ def load_engine_model(path, device="auto", dtype="float32", num_threads=0):
     if lib is None:
         raise FrameworkError(
             "the libtorch engine is not installed (mt3-infer was built without torch). "
-            "Install torch==2.x, then reinstall mt3-infer with "
-            "`pip install --no-build-isolation mt3-infer`."
+            f"Install torch: {torch_install_hint()}."
         )
     path = os.fspath(path)
     if not os.path.isfile(path):

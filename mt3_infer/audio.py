@@ -38,6 +38,26 @@ def _is_wav(path: Path) -> bool:
     return head[:4] in (b"RIFF", b"RF64", b"BW64", b"RIFX") and head[8:12] == b"WAVE"
 
 
+def _not_wav_message(path: Path) -> str:
+    """Why a file named .wav/.wave is not WAV: what its first bytes are."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        return f"Cannot read audio file {path}: {exc}"
+    if not head:
+        found = "the file is empty (0 bytes)"
+    else:
+        found = f"it starts with {head!r}"
+        if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+            found += " (looks like text)"
+    return (
+        f"Not a valid WAV file: {path}: a WAV file starts with 'RIFF' (or 'RF64'), a size and "
+        f"'WAVE', but {found}. The file is damaged or is not audio; re-export or re-download it "
+        "as WAV."
+    )
+
+
 def _read_soundfile(path: Path, why: str) -> Tuple[np.ndarray, int]:
     try:
         import soundfile as sf  # optional dependency
@@ -72,6 +92,8 @@ def read_audio(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, int]:
                 ) from exc
             return _read_soundfile(p, "this WAV encoding")
     ext = p.suffix.lower() or "(no extension)"
+    if ext in (".wav", ".wave"):
+        raise AudioError(_not_wav_message(p))
     return _read_soundfile(p, f"'{ext}' files")
 
 
@@ -99,8 +121,9 @@ def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarra
     resampler (``int(n * target / orig)`` samples).
     Returns float32.
     """
-    if orig_sr <= 0 or target_sr <= 0:
-        raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    # both rates: AUDIO_MIN_SR..AUDIO_MAX_SR (1 kHz .. 1 MHz), the C core's rule
+    orig_sr = _core.check_sample_rate(orig_sr)
+    target_sr = _core.check_sample_rate(target_sr)
     x = np.asarray(audio)
     if orig_sr == target_sr:
         return x.astype(np.float32, copy=False)
@@ -113,6 +136,12 @@ def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarra
                 for c in range(x.shape[1])]
         return np.stack(cols, axis=1)
     n_out = int(x.shape[0] * target_sr / orig_sr)
+    limit = _core.AUDIO_MAX_SAMPLES_16K * target_sr // 16000  # 24 hours at target_sr
+    if n_out > limit:
+        raise AudioError(
+            f"audio too long: {x.shape[0]} samples at {orig_sr} Hz would give {n_out} samples at "
+            f"{target_sr} Hz (limit {limit} = 24 hours); split it into shorter pieces"
+        )
     if n_out <= 0:
         raise AudioError(f"audio too short to resample ({x.shape[0]} samples at {orig_sr} Hz)")
     return _fft_resample(x, n_out)
@@ -128,6 +157,10 @@ def load_audio(path: Union[str, os.PathLike], sr: Optional[int] = 16000,
     file, naming the problem (and the ``soundfile`` package when a non-WAV
     format needs it).
     """
+    if sr is not None:
+        if isinstance(sr, float) and sr.is_integer():
+            sr = int(sr)
+        sr = _core.check_sample_rate(sr)  # AudioError outside 1000..1,000,000 Hz
     data, rate = read_audio(path)
     if data.shape[0] == 0:
         raise AudioError(f"Audio file contains no samples: {os.fspath(path)}")

@@ -9,6 +9,9 @@ import warnings
 
 import numpy as np
 
+from . import _core
+from .exceptions import AudioError
+
 _ACCEPTED_DTYPES = (np.float32, np.float64, np.int16, np.int32)
 
 
@@ -35,24 +38,28 @@ class MT3Base(abc.ABC):
 
     def _check_input(self, audio, sr):
         """Validate like mt3-infer 0.2.0 ``MT3Base.transcribe`` (same order and
-        messages).  Returns the array to hand to the native pipeline (2-D input
-        stays 2-D: the C front end mixes (samples, channels) by mean)."""
+        messages, but every audio problem is an :class:`AudioError`, which is
+        also the anchor's ``ValueError``).  Returns the array to hand to the
+        native pipeline (2-D input stays 2-D: the C front end mixes (samples,
+        channels) by mean and refuses channels-first arrays and NaN/Inf)."""
         if not self._model_loaded:
             raise RuntimeError("Model not loaded. Call load_model() before transcription.")
         if not isinstance(audio, np.ndarray):
-            raise ValueError(f"audio must be numpy.ndarray, got {type(audio).__name__}")
+            raise AudioError(f"audio must be numpy.ndarray, got {type(audio).__name__}")
         if audio.dtype not in _ACCEPTED_DTYPES:
-            raise ValueError(
+            raise AudioError(
                 f"audio dtype must be float32 or float64, got {audio.dtype}. "
                 "Convert with audio.astype(np.float32) (int16/int32 PCM is also accepted)."
             )
         if audio.ndim not in (1, 2):
-            raise ValueError(f"audio must be 1D or 2D array, got shape {audio.shape}")
+            raise AudioError(f"audio must be 1D or 2D array, got shape {audio.shape}")
         if audio.size == 0 or audio.shape[0] == 0:
-            raise ValueError("audio array is empty (0 samples); pass at least one sample of audio")
+            raise AudioError("audio array is empty (0 samples); pass at least one sample of audio")
         if audio.dtype.kind == "f":
             peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-            if peak > 1.0:
+            # NaN/Inf: no loudness warning; the C front end raises one clear
+            # AudioError naming the first non-finite sample.
+            if np.isfinite(peak) and peak > 1.0:
                 warnings.warn(
                     f"Audio values exceed [-1.0, 1.0] range (max={peak:.3f}). "
                     "Consider normalizing audio.",
@@ -60,7 +67,8 @@ class MT3Base(abc.ABC):
                     stacklevel=3,
                 )
         if isinstance(sr, (bool,)) or not isinstance(sr, (int, np.integer)) or sr <= 0:
-            raise ValueError(f"sample rate must be positive integer, got {sr!r}")
+            raise AudioError(f"sample rate must be positive integer, got {sr!r}")
+        _core.check_sample_rate(sr)  # AUDIO_MIN_SR..AUDIO_MAX_SR, the C core's rule
         return audio
 
     def __repr__(self):

@@ -215,8 +215,10 @@ def cmd_transcribe(args) -> int:
         todo = [(f, o) for (f, _), o in zip(files, outputs)]
         skipped = 0
     quiet = args.quiet
-    if skipped and not quiet:
-        print(f"Skipping {skipped} file(s) whose MIDI already exists")
+    # status lines: stderr, and only when it is a terminal (results stay on stdout)
+    status = not quiet and _isatty(sys.stderr)
+    if skipped and status:
+        print(f"Skipping {skipped} file(s) whose MIDI already exists", file=sys.stderr)
     if not todo:
         return EXIT_OK
 
@@ -234,13 +236,13 @@ def cmd_transcribe(args) -> int:
         raise UsageError(f"option not supported by model '{model_id}': {exc}") from None
     want_notes = args.notes_csv or args.notes_json
 
-    if not quiet:
-        print(f"Loading model {model_id} (device {device})...")
+    if status:
+        print(f"Loading model {model_id} (device {device})...", file=sys.stderr)
     t0 = time.monotonic()
     adapter = api.load_model(model_id, checkpoint_path=args.checkpoint, device=device,
                              cache=False, auto_download=not args.no_download, **ctor)
-    if not quiet:
-        print(f"{_ok()} Model ready in {time.monotonic() - t0:.1f}s")
+    if status:
+        print(f"{_ok(sys.stderr)} Model ready in {time.monotonic() - t0:.1f}s", file=sys.stderr)
 
     failures = 0
     bar = _FileProgress(len(todo), enabled=_isatty(sys.stderr) and not quiet and not args.no_progress)

@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -180,17 +181,48 @@ _THREAD_LOCKS: Dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
+def _make_dirs(folder: Path) -> List[Path]:
+    """mkdir -p ``folder``; return the folders this call created (deepest last)."""
+    created = []
+    p = folder
+    while not p.exists():
+        created.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(reversed(created))
+
+
+def _remove_empty_dirs(created: List[Path]) -> None:
+    """Remove the folders of :func:`_make_dirs` again when they are still empty."""
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:  # not empty (another download, a kept .part file) or gone
+            break
+
+
 @contextlib.contextmanager
 def _file_lock(target: Path) -> Iterator[None]:
-    """Exclusive lock on ``.<name>.lock`` beside target: threads and processes."""
+    """Exclusive lock on ``.<name>.lock`` beside target: threads and processes.
+
+    The lock file is removed again on every exit path (while it is still
+    held, so it never outlives the download).  A process that waited on a
+    lock file that was removed meanwhile finds a different inode at the path
+    and locks the new file instead, so two holders can never coexist.
+    """
     lock_path = target.with_name(f".{target.name}.lock")
     key = str(lock_path.resolve() if lock_path.parent.exists() else lock_path)
     with _THREAD_LOCKS_GUARD:
         tlock = _THREAD_LOCKS.setdefault(key, threading.Lock())
     with tlock:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        while True:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the folder was tidied away meanwhile
+                continue
             if os.name == "nt":  # pragma: no cover - Windows
                 import msvcrt
 
@@ -200,10 +232,18 @@ def _file_lock(target: Path) -> Iterator[None]:
                         break
                     except OSError:
                         time.sleep(0.1)
-            else:
-                import fcntl
+                break
+            import fcntl
 
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # its holder removed it: lock the current file
+        try:
             yield
         finally:
             try:
@@ -216,9 +256,14 @@ def _file_lock(target: Path) -> Iterator[None]:
                 else:
                     import fcntl
 
+                    with contextlib.suppress(OSError):
+                        os.unlink(lock_path)
                     fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+                if os.name == "nt":  # pragma: no cover
+                    with contextlib.suppress(OSError):
+                        os.unlink(lock_path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -272,7 +317,8 @@ def _fetch_into(url: str, part: Path, size: Optional[int], timeout: float,
         raise CheckpointDownloadError(f"Failed to download {url}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        raise _Retry(f"{reason}") from exc
+        host = urllib.parse.urlsplit(url).netloc or url
+        raise _Retry(f"cannot reach {host} ({reason}); no network, or the host is blocked") from exc
     with resp:
         status = getattr(resp, "status", 200)
         if offset and status == 206:
@@ -329,7 +375,17 @@ def download_file(url: str, dest: Union[str, os.PathLike], sha256: Optional[str]
             retries = max(0, int(os.environ.get(RETRIES_ENV, "5")))
         except ValueError:
             retries = 5
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_dirs(dest.parent)
+    try:
+        return _download_locked(url, dest, sha256, size, progress, timeout, retries, desc)
+    except BaseException:
+        _remove_empty_dirs(created)  # a failed first download leaves no empty model folder
+        raise
+
+
+def _download_locked(url: str, dest: Path, sha256: Optional[str], size: Optional[int],
+                     progress: ProgressArg, timeout: float, retries: int,
+                     desc: Optional[str]) -> Path:
     part = dest.with_name(dest.name + ".part")
     with _file_lock(dest):
         if dest.exists() and verify_file(dest, sha256, size):
@@ -390,18 +446,53 @@ def missing_files(model: str, *, verify: bool = False) -> List[Dict[str, Any]]:
     return out
 
 
-def offline_message(model: str, files: List[Dict[str, Any]], reason: str) -> str:
+def _wrong_size(f: Dict[str, Any]) -> Optional[int]:
+    """Size of a registry file present on disk with the wrong size, else None."""
+    p: Path = f["path"]
+    try:
+        if p.is_file():
+            actual = p.stat().st_size
+            return actual if actual != f["size"] else None
+    except OSError:
+        pass
+    return None
+
+
+def offline_message(model: str, files: List[Dict[str, Any]], reason: Optional[str] = None, *,
+                    error: Optional[str] = None) -> str:
+    """How to get ``files`` of ``model`` in place by hand: the one message for
+    downloads that are disabled (``reason``, e.g. ``MT3_OFFLINE=1``) and for a
+    download that failed (``error``).  Names every URL, target path, size and
+    sha256, a file already there with the wrong size, and the environment
+    variables (checkpoint root, mirror, offline mode)."""
     mid = registry.resolve_model_name(model)
-    lines = [
-        f"The checkpoint of model '{mid}' is not available locally and downloads are disabled ({reason}).",
-        "Download these file(s) on a machine with network access and put them here:",
-    ]
+    wrong = {str(f["path"]): _wrong_size(f) for f in files}
+    if error is not None:
+        head = f"Could not download the checkpoint of model '{mid}': {error}"
+    elif files and all(v is not None for v in wrong.values()):
+        head = (f"The checkpoint of model '{mid}' on disk has the wrong size (truncated or corrupt) "
+                f"and downloads are disabled ({reason}).")
+    else:
+        head = (f"The checkpoint of model '{mid}' is not available locally and downloads are "
+                f"disabled ({reason}).")
+    lines = [head, "Download these file(s) on a machine with network access and put them here:"]
     for f in files:
         lines.append(f"  {f['url']}")
         lines.append(f"    -> {f['path']}  ({f['size']:,} bytes, sha256 {f['sha256']})")
+        actual = wrong[str(f["path"])]
+        if actual is not None:
+            lines.append(
+                f"    a file is already there but it has {actual:,} bytes, expected {f['size']:,}: it "
+                f"is truncated or corrupt; delete it, or run `mt3-infer download {mid} --force`"
+            )
     lines.append(
         f"or run `mt3-infer download {mid}` there and copy the folder {registry.model_dir(mid)} "
         f"(set {registry.CHECKPOINT_DIR_ENV} to use another checkpoint root)."
+    )
+    lines.append(
+        f"A mirror serving <url>/{mid}/<file name> can be used with {registry.MIRROR_ENV}=<url>"
+        + (f"; {OFFLINE_ENV}=1 stops all download attempts (the files above must then be in place)."
+           if error is not None else ".")
     )
     return "\n".join(lines)
 
@@ -450,9 +541,7 @@ def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
                 download_file(f["url"], p, f["sha256"], size=f["size"], progress=progress,
                               desc=f"{mid}/{f['name']}")
             except CheckpointDownloadError as exc:
-                raise CheckpointDownloadError(
-                    f"Failed to download checkpoint for model '{mid}':\n{exc}"
-                ) from exc
+                raise CheckpointDownloadError(offline_message(mid, [f], error=str(exc))) from exc
     else:
         _status(f"Checkpoint already present: {registry.default_checkpoint_path(mid)}", quiet)
     _write_generated(mid)

@@ -29,8 +29,8 @@ def compute_features(
             ``(n_samples,)`` or ``(n_samples, n_channels)`` (samples first, as
             mt3-infer 0.2.0; channels are averaged). Integers are scaled to
             [-1, 1) (int16 / 32768, int32 / 2**31).
-        sr: sample rate in Hz, a positive int (NumPy integers accepted). Audio
-            not at 16 kHz is resampled first.
+        sr: sample rate in Hz, an int from 1000 to 1,000,000 (NumPy integers
+            accepted). Audio not at 16 kHz is resampled first.
         preset: ``"mt3_pytorch"`` (default model: power log-mel, centred frames,
             257 rows per segment), ``"mr_mt3"`` (magnitude log-mel 20-7600 Hz,
             trailing partial hop dropped), ``"mt3_reference"`` (the features MT3
@@ -54,8 +54,10 @@ def compute_features(
 
     Raises:
         AudioError (a ValueError): not an ndarray, unsupported dtype, ndim not 1
-            or 2, empty, NaN/Inf (with the sample index and channel), sr not a
-            positive int, or sr above 1 MHz.
+            or 2, empty, channels-first (more channels than samples, or more
+            than 64 channels: pass ``audio.T``), NaN/Inf (with the sample index
+            and channel), sr not an int from 1000 to 1,000,000 Hz, or more than
+            24 hours of audio once resampled to 16 kHz.
         ValueError: unknown preset (the message lists the valid ones) or
             resampler.
     """

@@ -36,6 +36,8 @@ from typing import Any, Dict, List, Optional
 from .exceptions import ModelNotFoundError
 
 CHECKPOINT_DIR_ENV = "MT3_CHECKPOINT_DIR"
+#: Base URL serving ``<mirror>/<model id>/<file name>`` instead of the upstream hosts.
+MIRROR_ENV = "MT3_DOWNLOAD_MIRROR"
 DEFAULT_CHECKPOINT_DIRNAME = ".mt3_checkpoints"
 
 _MT3_SHA256 = "b8a3807ed265059abd25ad7f68142c06c35e8f6144dcaa45bd55946a3745398f"
@@ -397,7 +399,7 @@ def resolve_checkpoint_path(model: str, checkpoint_path: Any = None) -> Optional
 def file_url(model: str, spec: Dict[str, Any]) -> str:
     """Download URL of one registry file, after mirror / host overrides."""
     mid = resolve_model_name(model)
-    mirror = os.environ.get("MT3_DOWNLOAD_MIRROR")
+    mirror = os.environ.get(MIRROR_ENV)
     if mirror:
         return f"{mirror.rstrip('/')}/{mid}/{spec['name']}"
     url = spec["url"]
@@ -425,6 +427,7 @@ def files_for(model: str) -> List[Dict[str, Any]]:
 
 __all__ = [
     "CHECKPOINT_DIR_ENV",
+    "MIRROR_ENV",
     "DEFAULT_MODEL",
     "aliases",
     "artifact_dir",

@@ -149,6 +149,76 @@ def test_base_validation_order_and_messages():
         p.transcribe(np.zeros(10, np.float64), sr=np.int64(22050))  # numpy int accepted (fix)
 
 
+def test_base_audio_errors_are_audioerror():
+    p = _Probe()
+    p.load_model("x")
+    cases = [([0.0], 16000), (np.zeros(10, np.int8), 16000), (np.zeros((2, 2, 2), np.float32), 16000),
+             (np.zeros(0, np.float32), 16000), (np.zeros(4, np.float32), 0),
+             (np.zeros(4, np.float32), 16000.0)]
+    for audio, sr in cases:
+        with pytest.raises(AudioError):
+            p.transcribe(audio, sr=sr)
+
+
+@pytest.mark.parametrize("sr,match", [(1, "implausibly small"), (999, "implausibly small"),
+                                      (2 ** 31, "implausibly large"), (10 ** 30, "implausibly large")])
+def test_base_refuses_implausible_sample_rates(sr, match):
+    p = _Probe()
+    p.load_model("x")
+    with pytest.raises(AudioError, match=match):
+        p.transcribe(np.zeros(16000, np.float32), sr=sr)
+    p.transcribe(np.zeros(16, np.float32), sr=1000)  # the ends of the range pass
+    p.transcribe(np.zeros(16, np.float32), sr=1_000_000)
+
+
+def test_base_inf_does_not_warn_about_range():
+    p = _Probe()
+    p.load_model("x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the old "exceed [-1, 1] (max=inf)" warning fails here
+        for bad in (np.array([0.0, np.inf], np.float32), np.array([-np.inf, 3.0]), np.array([np.nan, 5.0])):
+            p.transcribe(bad, sr=16000)  # the C front end raises the one error (below)
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    pytest.importorskip("torch")
+    from mt3_infer import _engine
+
+    if _engine.engine_library_path() is None:
+        pytest.skip("engine library not built")
+    from helpers_models import small_exported_model
+
+    return small_exported_model(tmp_path_factory.mktemp("small"), "mt3_pytorch")
+
+
+@pytest.mark.parametrize("audio,sr,match", [
+    (np.zeros(0, np.float32), 16000, "empty"),
+    (np.zeros(100, np.int8), 16000, "dtype"),
+    (np.zeros((10, 10, 2), np.float32), 16000, r"1-?D .*2-?D"),
+    (np.zeros(1000, np.float32), 0, "sample rate"),
+    (np.zeros(16000, np.float32), 1, "implausibly small"),
+    (np.zeros(1000, np.float32), 2 ** 31, "implausibly large"),
+    (np.zeros((2, 16000), np.float32), 16000, r"channels-first.*audio\.T"),
+    (np.array([0.0, np.inf, 0.0] * 100, np.float32), 16000, r"\+Inf at sample 1"),
+])
+def test_transcribe_bad_audio_is_audioerror(small_model, audio, sr, match):
+    api.clear_cache()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # Inf: no range warning before the error
+            with pytest.raises(AudioError, match=match):
+                mt3_infer.transcribe(audio, model="mt3_pytorch", sr=sr, checkpoint_path=small_model,
+                                     device="cpu", auto_download=False)
+            adapter = mt3_infer.load_model("mt3_pytorch", checkpoint_path=small_model, device="cpu")
+            with pytest.raises(AudioError, match=match):
+                adapter.transcribe(audio, sr=sr)
+            with pytest.raises(AudioError, match=match):
+                adapter._run(audio, sr)  # the native entry point on its own
+    finally:
+        api.clear_cache()
+
+
 # ---------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------

@@ -139,8 +139,9 @@ def test_mono_mix_is_mean_over_channels():
     s = rng.integers(-32768, 32767, (500, 2)).astype(np.int16)
     want = (s / 32768.0).mean(axis=1)  # exact in double; C rounds it to float32 once
     assert np.all(np.abs(resample(s, 16000) - want) <= U * np.abs(want))
-    # a channels-first array is averaged over axis 1 as in the anchor (2 samples)
-    assert resample(np.zeros((2, 1000), np.float32), 16000).shape == (2,)
+    # a channels-first array is refused (it used to be mixed over the wrong axis)
+    with pytest.raises(AudioError, match=r"channels-first.*audio\.T"):
+        resample(np.zeros((2, 1000), np.float32), 16000)
 
 
 def test_strided_and_fortran_views():
@@ -186,6 +187,73 @@ def test_resample_errors():
         _core.resample(np.zeros((0, 1)), 44100)
     with pytest.raises(AudioError, match=r"NaN at sample 3, channel 1"):
         _core.resample(np.array([[0, 0], [0, 0], [0, 0], [0, np.nan]]), 8000)
+
+
+BAD_AUDIO = [
+    (np.zeros(0, np.float32), "empty"),
+    (np.zeros((0, 2), np.float32), "empty"),
+    (np.zeros(100, np.int8), "unsupported audio dtype int8"),
+    (np.zeros(100, np.uint16), "unsupported audio dtype uint16"),
+    (np.zeros(100, np.complex64), "unsupported audio dtype complex64"),
+    (np.zeros((10, 2, 2), np.float32), "1-D .* 2-D .* 3-D"),
+    (np.zeros((), np.float32), "1-D .* 2-D .* 0-D"),
+    (np.array([0.0, np.inf]), r"\+Inf at sample 1"),
+    (np.zeros((2, 48000), np.float32), r"shape \(2, 48000\) looks channels-first.*audio\.T"),
+    (np.zeros((1000, 65), np.float32), r"65 channels \(limit 64\).*audio\.T"),
+]
+
+
+@pytest.mark.parametrize("audio,match", BAD_AUDIO)
+@pytest.mark.parametrize("call", ["resample", "compute_features", "compute_features_44k"])
+def test_bad_audio_is_audioerror_on_every_c_path(audio, match, call):
+    from mt3_infer import compute_features
+
+    with pytest.raises(AudioError, match=match) as ei:
+        if call == "resample":
+            _core.resample(audio, 44100)
+        elif call == "compute_features":
+            compute_features(audio, 16000)
+        else:
+            compute_features(audio, 44100, preset="yourmt3")
+    assert type(ei.value) is AudioError
+
+
+@pytest.mark.parametrize("sr,match", [
+    (0, "positive"), (-8000, "positive"), (1, "implausibly small.*1000\\.\\.1000000"),
+    (999, "implausibly small"), (2 ** 31, "implausibly large"), (2 ** 70, "implausibly large"),
+    (1_000_001, "implausibly large"), (True, "positive int"), (16000.0, "positive int"),
+])
+def test_sample_rate_range_is_enforced(sr, match):
+    x = np.zeros(1000, np.float32)
+    for fn in (lambda: _core.resample(x, sr), lambda: _core.compute_features(x, sr),
+               lambda: _core.check_sample_rate(sr)):
+        with pytest.raises(AudioError, match=match):
+            fn()
+    assert (_core.AUDIO_MIN_SR, _core.AUDIO_MAX_SR) == (1000, 1_000_000)
+
+
+def test_sample_rate_range_ends_are_accepted():
+    x = np.zeros(100, np.float32)
+    assert len(_core.resample(x, 1000)) == 1600
+    assert len(_core.resample(x, 1_000_000)) == 2
+    assert _core.check_sample_rate(np.int64(44100)) == 44100
+
+
+def test_resampled_length_bound_is_named():
+    # 24 h of 16 kHz audio is the most the pipeline resamples to; a stride-0
+    # view gives a long input without the memory
+    long = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (16000 * 3600 * 24 // 2 + 1,), (0,))
+    with pytest.raises(AudioError, match=r"audio too long.*limit 1382400000 = 24 hours"):
+        _core.resample(long, 8000)
+    assert _core.AUDIO_MAX_SAMPLES_16K == 1382400000
+
+
+def test_channels_first_rule_edges():
+    # square and samples-first arrays are fine; up to 64 channels allowed
+    assert resample(np.zeros((2, 2), np.float32), 16000).shape == (2,)
+    assert resample(np.zeros((100, 64), np.float32), 16000).shape == (100,)
+    with pytest.raises(AudioError, match="channels-first"):
+        resample(np.zeros((2, 3), np.float32), 16000)
 
 
 # ----------------------------------------------------------------------------

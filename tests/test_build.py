@@ -25,3 +25,51 @@ def test_exception_hierarchy():
     assert issubclass(e.AudioError, e.MT3InferError)
     assert issubclass(e.InferenceError, RuntimeError)
     assert issubclass(e.CheckpointDownloadError, e.CheckpointError)
+
+
+def test_build_records_the_engine_torch_release():
+    from mt3_infer import _engine
+
+    info = _engine.built_torch()
+    if _engine.engine_library_path() is None:
+        return  # built without torch: nothing to record
+    import importlib.util
+
+    assert importlib.util.find_spec("torch") is not None
+    import torch
+
+    assert info["full_version"] == torch.__version__
+    assert info["version"] == torch.__version__.split("+")[0]
+
+
+def test_export_without_torch_names_the_pinned_release():
+    # a fresh interpreter where `import torch` fails
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from mt3_infer import FrameworkError, _engine\n"
+        "from mt3_infer.export.common import require_torch\n"
+        "try:\n    require_torch()\nexcept FrameworkError as e:\n    print(e)\n"
+        "print('HINT', _engine.torch_install_hint())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    from mt3_infer import _engine
+
+    info = _engine.built_torch()
+    assert "needs PyTorch" in out
+    assert "pip install torch\n" not in out and not out.rstrip().endswith("pip install torch")
+    if info is not None:
+        cpu = "the CPU build" if not info["cuda"] else f"the CUDA {info['cuda']} build"
+        assert f"pip install torch=={info['version']} ({cpu}" in out
+        assert "https://" not in out
+    else:
+        assert "pip install torch==<version>" in out
+
+
+def test_install_hint_without_a_build_record(tmp_path, monkeypatch):
+    from mt3_infer import _engine
+
+    monkeypatch.setattr(_engine, "_HERE", str(tmp_path))
+    assert _engine.built_torch() is None
+    assert "pip install torch==<version>" in _engine.torch_install_hint()
+    (tmp_path / "_build_info.json").write_text('{"torch": {"version": "9.9.1", "cuda": "12.8"}}')
+    assert _engine.torch_install_hint().startswith("pip install torch==9.9.1 (the CUDA 12.8 build")

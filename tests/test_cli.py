@@ -301,22 +301,76 @@ def test_transcribe_missing_model(tmp_path):
     assert r.returncode == 1 and "Checkpoint not found" in r.stderr
 
 
+def _read_pty(fd, until=None, timeout=20.0):
+    """Read a pty master until ``until`` appears (or EOF / timeout)."""
+    import select
+
+    buf = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline and (until is None or until.encode() not in buf):
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if not r:
+            if until is None:
+                break
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed its side
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode("utf-8", "replace")
+
+
 def test_transcribe_ctrl_c(tmp_path, ckpt):
+    import pty
+
     a = write_wav(tmp_path / "a.wav", 1.0)
     e = dict(os.environ, HARNESS_FAKE_ADAPTER="1", HARNESS_FAKE_SLEEP="30", PYTHONIOENCODING="utf-8",
              PYTHONUNBUFFERED="1")
+    master, slave = pty.openpty()  # stderr a terminal: the status lines appear there
     p = subprocess.Popen(HARNESS + ["transcribe", str(a), "--checkpoint", str(ckpt)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=e, cwd=tmp_path)
-    line = ""
-    deadline = time.time() + 20
-    while time.time() < deadline and "Model ready" not in line:
-        line = p.stdout.readline()
-    time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=30)
+                         stderr=slave, text=True, env=e, cwd=tmp_path)
+    os.close(slave)
+    try:
+        err = _read_pty(master, until="Model ready")
+        assert "Model ready" in err
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+        err += _read_pty(master)
+    finally:
+        os.close(master)
     assert p.returncode == 130
     assert "Cancelled by user" in err
+    assert "Loading model" not in out and "Model ready" not in out
     assert not a.with_suffix(".mid").exists()
+
+
+def test_status_lines_only_on_a_terminal_stderr(tmp_path, ckpt):
+    a = write_wav(tmp_path / "a.wav", 1.0)
+    r = run(["transcribe", a, "--checkpoint", ckpt], tmp_path, fake=True)  # pipes: no terminal
+    assert r.returncode == 0, r.stderr
+    assert "Loading model" not in r.stdout + r.stderr and "Model ready" not in r.stdout + r.stderr
+    assert f"{a} -> {a.with_suffix('.mid')}" in r.stdout  # the result line stays on stdout
+
+
+def test_status_lines_go_to_stderr(tmp_path, ckpt, monkeypatch, capsys):
+    from mt3_infer import cli
+
+    a = write_wav(tmp_path / "a.wav", 1.0)
+    monkeypatch.setattr(cli, "_isatty", lambda stream: stream is sys.stderr)  # a terminal stderr
+    monkeypatch.setenv("MT3_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    import tests._cli_harness as h
+
+    monkeypatch.setattr("mt3_infer.api._import_adapter", lambda mid: h.FakeAdapter)
+    assert cli.main(["transcribe", str(a), "--checkpoint", str(ckpt), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "Loading model mt3_pytorch" in err and "Model ready" in err
+    assert "Loading model" not in out and "Model ready" not in out
+    cli.main(["transcribe", str(a), "--checkpoint", str(ckpt), "--no-progress", "-q"])
+    assert "Model ready" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------
@@ -364,6 +418,27 @@ def test_example_list_models(tmp_path):
                        cwd=tmp_path, env=dict(os.environ, MT3_CHECKPOINT_DIR=str(tmp_path / "c")))
     assert r.returncode == 0, r.stderr
     assert "mr_mt3" in r.stdout and "fast->mr_mt3" in r.stdout and "not downloaded" in r.stdout
+
+
+def test_example_list_models_present_only_with_the_files(tmp_path):
+    root = tmp_path / "ckpt"
+    (root / "mt3_pytorch").mkdir(parents=True)  # empty folder, e.g. left by a failed download
+    (root / "yourmt3").mkdir()
+    data = b"w" * 1000
+    (root / "mr_mt3").mkdir()
+    (root / "mr_mt3" / "mt3.pth").write_bytes(data)
+    over = {"mr_mt3": {"mt3.pth": [hashlib.sha256(data).hexdigest(), len(data)]}}
+    r = run(["--example", EXAMPLES / "list_models.py"], tmp_path, harness=True,
+            env={"HARNESS_REGISTRY": json.dumps(over)})
+    assert r.returncode == 0, r.stderr
+    state = {line.split()[0]: ("not downloaded" if "not downloaded" in line else "present")
+             for line in r.stdout.splitlines() if line.split()[:1] in (["mr_mt3"], ["mt3_pytorch"], ["yourmt3"])}
+    assert state == {"mr_mt3": "present", "mt3_pytorch": "not downloaded", "yourmt3": "not downloaded"}
+    # a file of the wrong size is not "present" either
+    (root / "mr_mt3" / "mt3.pth").write_bytes(data[:10])
+    r = run(["--example", EXAMPLES / "list_models.py"], tmp_path, harness=True,
+            env={"HARNESS_REGISTRY": json.dumps(over)})
+    assert "mr_mt3" in r.stdout and "present" not in r.stdout
 
 
 def test_examples_with_stand_in_model(tmp_path, ckpt):

@@ -367,3 +367,99 @@ def test_load_model_exports_once_and_passes_the_artifact(local_models, monkeypat
 def test_can_export_false_without_exporter_module(monkeypatch):
     monkeypatch.setattr(download, "torch_available", lambda: False)
     assert download.can_export("fast") is False
+
+
+# ---------------------------------------------------------------------------
+# failed downloads: the one help message, and nothing left behind
+# ---------------------------------------------------------------------------
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: nothing listens there
+
+
+def _locks(folder: Path):
+    return sorted(str(p) for p in folder.rglob("*.lock")) if folder.exists() else []
+
+
+def test_lock_file_removed_after_success_and_failure(tmp_path):
+    with FileServer({"/blob": BLOB}) as srv:
+        download.download_file(srv.url + "/blob", tmp_path / "ok" / "blob.bin", BLOB_SHA, progress=False)
+        with pytest.raises(CheckpointDownloadError, match="HTTP 404"):
+            download.download_file(srv.url + "/missing", tmp_path / "nf" / "x.bin", None, progress=False)
+    with pytest.raises(CheckpointDownloadError, match="cannot reach 127.0.0.1"):
+        download.download_file(f"http://127.0.0.1:{_free_port()}/x", tmp_path / "cr" / "x.bin", None,
+                               retries=0, progress=False)
+    assert _locks(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]  # failed first downloads: no empty folder
+    assert [p.name for p in (tmp_path / "ok").iterdir()] == ["blob.bin"]
+
+
+def test_lock_still_serialises_threads_after_removal(tmp_path):
+    import threading
+
+    target = tmp_path / "t.bin"
+    inside, overlap = [0], []
+
+    def worker():
+        for _ in range(50):
+            with download._file_lock(target):
+                inside[0] += 1
+                overlap.append(inside[0])
+                inside[0] -= 1
+
+    ts = [threading.Thread(target=worker) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert max(overlap) == 1 and _locks(tmp_path) == []
+
+
+@pytest.mark.parametrize("how", ["refused", "404"])
+def test_model_download_failure_message_and_no_lock_left(tmp_path, monkeypatch, how):
+    monkeypatch.delenv("MT3_CHECKPOINT_DIR", raising=False)
+    monkeypatch.delenv("MT3_OFFLINE", raising=False)
+    monkeypatch.setenv("MT3_DOWNLOAD_RETRIES", "0")
+    monkeypatch.chdir(tmp_path)  # default root: ./.mt3_checkpoints
+    f = registry.files_for("mr_mt3")[0]
+    with FileServer({}) as srv:
+        mirror = srv.url if how == "404" else f"http://127.0.0.1:{_free_port()}"
+        monkeypatch.setenv("MT3_DOWNLOAD_MIRROR", mirror)
+        with pytest.raises(CheckpointDownloadError) as ei:
+            download.download_model("mr_mt3", export=False, quiet=True)
+    msg = str(ei.value)
+    target = tmp_path / ".mt3_checkpoints" / "mr_mt3" / "mt3.pth"
+    for part in ("model 'mr_mt3'", "HTTP 404" if how == "404" else "cannot reach 127.0.0.1",
+                 f"{mirror}/mr_mt3/mt3.pth", str(target), f"{f['size']:,} bytes", f["sha256"],
+                 "MT3_OFFLINE=1", "MT3_DOWNLOAD_MIRROR=", "MT3_CHECKPOINT_DIR", "mt3-infer download mr_mt3"):
+        assert part in msg, part
+    assert _locks(tmp_path) == [] and not (tmp_path / ".mt3_checkpoints").exists()
+
+
+def test_wrong_size_checkpoint_offline_is_named_not_missing(local_models, monkeypatch):
+    p = local_models.root / "mr_mt3" / "mt3.pth"
+    p.parent.mkdir(parents=True)
+    p.write_bytes(b"x" * 1234)
+    size = registry.files_for("mr_mt3")[0]["size"]
+    monkeypatch.setenv("MT3_OFFLINE", "1")
+    with pytest.raises(CheckpointError) as ei:
+        download.download_model("fast", export=False, quiet=True)
+    msg = str(ei.value)
+    assert "wrong size (truncated or corrupt)" in msg and "not available locally" not in msg
+    assert f"has 1,234 bytes, expected {size:,}" in msg
+    assert "delete it, or run `mt3-infer download mr_mt3 --force`" in msg
+    assert p.read_bytes() == b"x" * 1234 and local_models.server.log == []
+
+
+def test_wrong_size_checkpoint_download_failure_names_it(local_models, monkeypatch):
+    p = local_models.root / "mr_mt3" / "mt3.pth"
+    p.parent.mkdir(parents=True)
+    p.write_bytes(b"x" * 99)
+    monkeypatch.setenv("MT3_DOWNLOAD_MIRROR", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("MT3_DOWNLOAD_RETRIES", "0")
+    with pytest.raises(CheckpointDownloadError, match=r"(?s)cannot reach.*has 99 bytes, expected .*--force"):
+        download.download_model("fast", export=False, quiet=True)
+    assert _locks(local_models.root) == []

@@ -363,3 +363,41 @@ def test_garbage_wav_file_message(tmp_path):
     p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \xff\xff\xff\x7f")
     with pytest.raises(AudioError, match=r"Failed to load audio from .*x\.wav: truncated"):
         load_audio(p)
+
+
+@pytest.mark.parametrize("content,found", [
+    (b"this is not audio, just text\n", r"starts with b'this is not '.*looks like text"),
+    (bytes(range(200, 256)) * 4, r"starts with b'\\xc8\\xc9"),
+    (b"", r"empty \(0 bytes\)"),
+    (b"RIFF\x10\x00\x00\x00AVI LIST", r"starts with b'RIFF\\x10\\x00\\x00\\x00AVI '"),
+])
+@pytest.mark.parametrize("name", ["song.wav", "SONG.WAVE"])
+def test_wav_named_file_that_is_not_wav(tmp_path, monkeypatch, content, found, name):
+    p = tmp_path / name
+    p.write_bytes(content)
+    for have_soundfile in (False, True):
+        if not have_soundfile:
+            monkeypatch.setitem(sys.modules, "soundfile", None)
+        else:
+            monkeypatch.delitem(sys.modules, "soundfile", raising=False)
+        with pytest.raises(AudioError, match=r"Not a valid WAV file: .*" + found) as ei:
+            load_audio(p)
+        assert "soundfile" not in str(ei.value) and "natively" not in str(ei.value)
+
+
+@pytest.mark.parametrize("sr,match", [(0, "positive"), (1, "implausibly small"), (2 ** 31, "implausibly large"),
+                                      ("16000", "positive int"), (16000.5, "positive int")])
+def test_load_audio_bad_target_rate_is_audioerror(tmp_path, sr, match):
+    p = tmp_path / "a.wav"
+    p.write_bytes(riff(chunk(b"fmt ", fmt_body(1, 1, 8000, 16)), chunk(b"data", b"\x00\x10" * 800)))
+    with pytest.raises(AudioError, match=match):
+        load_audio(p, sr=sr)
+    assert load_audio(p, sr=16000.0)[1] == 16000
+
+
+def test_load_audio_file_at_implausible_rate(tmp_path):
+    p = tmp_path / "slow.wav"
+    p.write_bytes(riff(chunk(b"fmt ", fmt_body(1, 1, 10, 16)), chunk(b"data", b"\x00\x10" * 100)))
+    with pytest.raises(AudioError, match=r"10 Hz is implausibly small"):
+        load_audio(p)  # 10 s at 10 Hz would become 160000 samples of nothing
+    assert load_audio(p, sr=None)[1] == 10  # read as is

@@ -33,12 +33,21 @@ int mt3_audio_check_sr(long long sr, mt3_error *err)
 {
     if (sr <= 0)
         return mt3_error_set(err, MT3_E_AUDIO,
-                             "sample rate must be a positive integer number of Hz, got %lld", sr);
+                             "sample rate must be a positive integer number of Hz, got %lld; pass "
+                             "the rate of the audio (%d..%d Hz), e.g. 44100",
+                             sr, MT3_AUDIO_MIN_SR, MT3_AUDIO_MAX_SR);
+    if (sr < MT3_AUDIO_MIN_SR)
+        return mt3_error_set(err, MT3_E_AUDIO,
+                             "sample rate %lld Hz is implausibly small (accepted %d..%d Hz): below "
+                             "%d Hz no musical content survives and resampling to 16 kHz would "
+                             "stretch the audio %lldx; pass the rate of the audio in Hz, e.g. 44100",
+                             sr, MT3_AUDIO_MIN_SR, MT3_AUDIO_MAX_SR, MT3_AUDIO_MIN_SR,
+                             (MT3_AUDIO_TARGET_SR + sr - 1) / sr);
     if (sr > MT3_AUDIO_MAX_SR)
         return mt3_error_set(err, MT3_E_AUDIO,
-                             "sample rate %lld Hz is implausibly large (limit %d Hz); pass the "
-                             "rate of the audio in Hz, e.g. 44100",
-                             sr, MT3_AUDIO_MAX_SR);
+                             "sample rate %lld Hz is implausibly large (accepted %d..%d Hz); pass "
+                             "the rate of the audio in Hz, e.g. 44100",
+                             sr, MT3_AUDIO_MIN_SR, MT3_AUDIO_MAX_SR);
     return MT3_OK;
 }
 
@@ -139,6 +148,18 @@ int mt3_audio_validate(const mt3_audio_view *in, mt3_error *err)
                              "(n_samples,) or (n_samples, n_channels)", in->n_samples);
     if (in->n_samples == 0)
         return mt3_error_set(err, MT3_E_AUDIO, "audio is empty (0 samples)");
+    if (in->n_channels > 1 && in->n_channels > in->n_samples)
+        return mt3_error_set(err, MT3_E_AUDIO,
+                             "audio of shape (%zu, %zu) looks channels-first (%zu channels of %zu "
+                             "samples, as librosa/torchaudio return); arrays are (n_samples, "
+                             "n_channels), samples first: pass audio.T (or a 1-D mono array)",
+                             in->n_samples, in->n_channels, in->n_samples, in->n_channels);
+    if (in->n_channels > MT3_AUDIO_MAX_CHANNELS)
+        return mt3_error_set(err, MT3_E_AUDIO,
+                             "audio of shape (%zu, %zu) has %zu channels (limit %d); arrays are "
+                             "(n_samples, n_channels): if yours is (n_channels, n_samples), pass "
+                             "audio.T, else mix it down to mono first",
+                             in->n_samples, in->n_channels, in->n_channels, MT3_AUDIO_MAX_CHANNELS);
     if (in->type == MT3_SAMPLE_I16 || in->type == MT3_SAMPLE_I32)
         return MT3_OK;
     const int is32 = in->type == MT3_SAMPLE_F32;
@@ -397,7 +418,8 @@ static int resample_view(const mt3_audio_view *in, int sr, mt3_resampler rs, flo
     if (m > MT3_AUDIO_MAX_OUT)
         return mt3_error_set(err, MT3_E_AUDIO,
                              "audio too long: %zu samples at %d Hz would give %zu samples at "
-                             "16 kHz (limit %zu = 24 hours); split it into shorter pieces",
+                             "16 kHz (limit %zu = 24 hours of 16 kHz audio); split it into shorter "
+                             "pieces",
                              n, sr, m, (size_t)MT3_AUDIO_MAX_OUT);
     float *out = malloc((m ? m : 1) * sizeof *out);
     if (!out)

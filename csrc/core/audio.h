@@ -2,8 +2,11 @@
  *
  * Input is a strided view of caller memory (no copy is made of the input):
  * shape (n_samples,) or (n_samples, n_channels) = samples x channels, the
- * layout of mt3-infer 0.2.0 (a channels-first array is NOT detected; it would
- * be mixed over the wrong axis, exactly as the anchor does).
+ * layout of mt3-infer 0.2.0.  A channels-first array ((2, N) as librosa and
+ * torchaudio return) would be mixed over the wrong axis and silently give
+ * empty output, so mt3_audio_validate refuses a view with more channels than
+ * samples or more than MT3_AUDIO_MAX_CHANNELS channels (MT3_E_AUDIO, telling
+ * the caller to pass audio.T).
  *
  * Sample types: float32, float64, int16, int32.  Integers are scaled to
  * [-1, 1): int16 / 32768, int32 / 2147483648.
@@ -42,8 +45,15 @@
 #include "core/mt3_error.h"
 
 #define MT3_AUDIO_TARGET_SR 16000
-/* Largest accepted input sample rate (Hz); larger is rejected as absurd. */
+/* Accepted input sample rates (Hz).  Below 1 kHz the Nyquist limit (500 Hz)
+ * removes nearly all musical content the models look at (up to 8 kHz) and
+ * upsampling to 16 kHz would multiply the length by more than 16 (sr=1 turns
+ * one second into 4.4 hours); above 1 MHz the rate is a unit mistake. */
+#define MT3_AUDIO_MIN_SR 1000
 #define MT3_AUDIO_MAX_SR 1000000
+/* Most channels a (n_samples, n_channels) view may have (3rd-order ambisonics
+ * has 16, large 3-D layouts around 30); more is taken for channels-first. */
+#define MT3_AUDIO_MAX_CHANNELS 64
 /* Longest accepted 16 kHz output: 24 hours (1 382 400 000 samples, 5.5 GB as
  * float32); longer input is rejected with MT3_E_AUDIO instead of exhausting
  * memory. */
@@ -77,10 +87,12 @@ typedef enum mt3_resampler {
 /* Name of a sample type ("float32", ...) for messages. */
 const char *mt3_sample_type_name(mt3_sample_type t);
 
-/* Check the sample rate: 1 <= sr <= MT3_AUDIO_MAX_SR, else MT3_E_AUDIO. */
+/* Check the sample rate: MT3_AUDIO_MIN_SR <= sr <= MT3_AUDIO_MAX_SR, else
+ * MT3_E_AUDIO naming the accepted range. */
 int mt3_audio_check_sr(long long sr, mt3_error *err);
 
-/* Validate a view: non-NULL data, known type, n_channels >= 1, not empty, and
+/* Validate a view: non-NULL data, known type, n_channels >= 1, not empty, not
+ * channels-first (n_channels > n_samples or > MT3_AUDIO_MAX_CHANNELS), and
  * every sample finite (the first NaN/Inf is reported with its sample index and
  * channel).  Returns MT3_OK or MT3_E_AUDIO. */
 int mt3_audio_validate(const mt3_audio_view *in, mt3_error *err);

@@ -496,7 +496,7 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
                              "sort_notes",  "batch_size",   "max_new_tokens", "num_threads",
                              "allow_resample", "decode_flags", "midi_flags",  "stats",
                              "preset",      "progress",     NULL};
-    PyObject *audio;
+    PyObject *audio, *sr_o;
     int sr;
     int want_midi = 1, want_notes = 0, sort_notes = 1, batch = 0, max_new = 0, threads = 0;
     int allow_resample = 0, stats = 0;
@@ -506,7 +506,7 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     PyObject *progress = Py_None;
     if (core_ready(self) < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|pppiiipILpzO", kwlist, &audio, &sr, &want_midi,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzO", kwlist, &audio, &sr_o, &want_midi,
                                      &want_notes, &sort_notes, &batch, &max_new, &threads,
                                      &allow_resample, &decode_flags, &midi_flags, &stats,
                                      &preset_name, &progress))
@@ -528,7 +528,7 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     }
     mt3_audio_view view;
     PyArrayObject *keep = NULL;
-    if (mt3py_audio_view(audio, &view, &keep) < 0)
+    if (mt3py_parse_sr(sr_o, &sr) < 0 || mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
     const mt3_recipe *recipe = self->recipe;
     mt3_run_opts o = mt3_run_opts_default(recipe);

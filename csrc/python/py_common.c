@@ -1,5 +1,6 @@
 #include "python/py_common.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -56,6 +57,36 @@ PyObject *mt3py_raise(const mt3_error *err)
         PyErr_Format(PyExc_RuntimeError, "mt3_infer internal error: %s", msg);
         return NULL;
     }
+}
+
+int mt3py_parse_sr(PyObject *o, int *sr)
+{
+    if (PyBool_Check(o) || !PyIndex_Check(o)) {
+        PyObject *r = PyObject_Repr(o);
+        mt3py_raise_named("AudioError",
+                          "sr must be a positive int (the sample rate in Hz), got %s %s",
+                          Py_TYPE(o)->tp_name, r ? PyUnicode_AsUTF8(r) : "?");
+        Py_XDECREF(r);
+        return -1;
+    }
+    PyObject *idx = PyNumber_Index(o);
+    if (!idx)
+        return -1;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(idx, &overflow);
+    Py_DECREF(idx);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow)
+        v = overflow > 0 ? LLONG_MAX : LLONG_MIN;
+    mt3_error err;
+    mt3_error_clear(&err);
+    if (mt3_audio_check_sr(v, &err) != MT3_OK) {
+        mt3py_raise(&err);
+        return -1;
+    }
+    *sr = (int)v;
+    return 0;
 }
 
 /* Check the array and describe it as a view.  *keep receives a new reference

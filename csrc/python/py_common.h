@@ -29,6 +29,12 @@ PyObject *mt3py_raise_named(const char *name, const char *fmt, ...);
  * AudioError naming the problem and returns -1 on bad input. */
 int mt3py_audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep);
 
+/* Parse a sample rate: a Python int or NumPy integer (bool and float
+ * refused) within MT3_AUDIO_MIN_SR..MT3_AUDIO_MAX_SR (mt3_audio_check_sr;
+ * huge values are reported as too large, not as OverflowError).  Raises
+ * AudioError and returns -1 otherwise.  The one sr parser of the module. */
+int mt3py_parse_sr(PyObject *o, int *sr);
+
 /* Registration hooks, one per area (each defined in its own file). */
 int mt3py_register_features(PyObject *m);
 int mt3py_register_codec(PyObject *m);

@@ -40,37 +40,6 @@ static PyObject *wrap_float_buffer(float *data, int nd, npy_intp *dims)
     return arr;
 }
 
-/* sr: a positive int (Python int or NumPy integer; bool and float refused). */
-static int parse_sr(PyObject *o, int *sr)
-{
-    if (PyBool_Check(o) || !PyIndex_Check(o)) {
-        PyObject *r = PyObject_Repr(o);
-        mt3py_raise_named("AudioError",
-                          "sr must be a positive int (the sample rate in Hz), got %s %s",
-                          Py_TYPE(o)->tp_name, r ? PyUnicode_AsUTF8(r) : "?");
-        Py_XDECREF(r);
-        return -1;
-    }
-    PyObject *idx = PyNumber_Index(o);
-    if (!idx)
-        return -1;
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(idx, &overflow);
-    Py_DECREF(idx);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    if (overflow)
-        v = overflow > 0 ? LLONG_MAX : LLONG_MIN;
-    mt3_error err;
-    mt3_error_clear(&err);
-    if (mt3_audio_check_sr(v, &err) != MT3_OK) {
-        mt3py_raise(&err);
-        return -1;
-    }
-    *sr = (int)v;
-    return 0;
-}
-
 static int parse_resampler(PyObject *o, int have_default, mt3_resampler def, mt3_resampler *rs)
 {
     if (o == NULL || o == Py_None) {
@@ -196,7 +165,7 @@ static PyObject *py_compute_features(PyObject *self, PyObject *args, PyObject *k
     PyArrayObject *keep = NULL;
     if (mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
-    if ((sr_o && parse_sr(sr_o, &sr) < 0) || (preset_o && parse_preset(preset_o, &preset) < 0) ||
+    if ((sr_o && mt3py_parse_sr(sr_o, &sr) < 0) || (preset_o && parse_preset(preset_o, &preset) < 0) ||
         parse_threads(nt_o, &nt) < 0 || parse_resampler(rs_o, 1, default_resampler(preset), &rs) < 0 ||
         parse_stage(stage_o, &stage) < 0) {
         Py_DECREF(keep);
@@ -268,7 +237,7 @@ static PyObject *py_resample(PyObject *self, PyObject *args, PyObject *kw)
     PyArrayObject *keep = NULL;
     if (mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
-    if (parse_sr(sr_o, &sr) < 0 || parse_resampler(m_o, 1, MT3_RESAMPLE_SOXR_HQ, &rs) < 0) {
+    if (mt3py_parse_sr(sr_o, &sr) < 0 || parse_resampler(m_o, 1, MT3_RESAMPLE_SOXR_HQ, &rs) < 0) {
         Py_DECREF(keep);
         return NULL;
     }
@@ -322,7 +291,19 @@ static PyObject *py_feature_layout(PyObject *self, PyObject *args, PyObject *kw)
                          "segment_starts", starts);
 }
 
+static PyObject *py_check_sample_rate(PyObject *self, PyObject *sr_o)
+{
+    (void)self;
+    int sr;
+    if (mt3py_parse_sr(sr_o, &sr) < 0)
+        return NULL;
+    return PyLong_FromLong(sr);
+}
+
 static PyMethodDef feature_methods[] = {
+    {"check_sample_rate", (PyCFunction)py_check_sample_rate, METH_O,
+     "check_sample_rate(sr) -> int; AudioError unless sr is an int in "
+     "AUDIO_MIN_SR..AUDIO_MAX_SR"},
     {"compute_features", (PyCFunction)(void (*)(void))py_compute_features,
      METH_VARARGS | METH_KEYWORDS,
      "compute_features(audio, sr=16000, preset='mt3_pytorch', num_threads=1, resampler=None, "
@@ -338,5 +319,12 @@ static PyMethodDef feature_methods[] = {
 
 int mt3py_register_features(PyObject *m)
 {
+    PyObject *max_out = PyLong_FromSize_t(MT3_AUDIO_MAX_OUT);
+    int bad = !max_out || PyModule_AddObjectRef(m, "AUDIO_MAX_SAMPLES_16K", max_out) < 0;
+    Py_XDECREF(max_out);
+    if (bad || PyModule_AddIntConstant(m, "AUDIO_MIN_SR", MT3_AUDIO_MIN_SR) < 0 ||
+        PyModule_AddIntConstant(m, "AUDIO_MAX_SR", MT3_AUDIO_MAX_SR) < 0 ||
+        PyModule_AddIntConstant(m, "AUDIO_MAX_CHANNELS", MT3_AUDIO_MAX_CHANNELS) < 0)
+        return -1;
     return PyModule_AddFunctions(m, feature_methods);
 }

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _core
-from .._engine import engine_library_path
+from .._engine import engine_library_path, torch_install_hint
 from ..base import MT3Base
 from ..exceptions import AudioError, CheckpointError, FrameworkError
 from ..export.common import EXPORTER_VERSION, exported_cache_path, read_artifact_meta, sha256_file
@@ -254,8 +254,7 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         if lib is None:
             raise FrameworkError(
                 "the libtorch engine is not installed (mt3-infer was built without torch). "
-                "Install torch==2.x, then reinstall mt3-infer with "
-                "`pip install --no-build-isolation mt3-infer`."
+                f"Install torch: {torch_install_hint()}."
             )
         dev = "auto" if device is None else str(device)
         if dev == "mps":

@@ -51,9 +51,11 @@ def require_torch():
     try:
         import torch  # noqa: F401
     except Exception as exc:  # ImportError, or a broken install
+        from .._engine import torch_install_hint
+
         raise FrameworkError(
             "exporting a checkpoint needs PyTorch (torch is not importable: "
-            f"{exc}). Install it with: pip install torch"
+            f"{exc}). Install it with: {torch_install_hint()}"
         ) from exc
     return torch
 
@@ -70,9 +72,24 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _torch_load_detail(exc: BaseException) -> str:
+    """The informative part of a torch.load failure, without torch's advice to
+    retry with ``weights_only=False`` (never right for these checkpoints)."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
+    elif "weights_only" in text:
+        text = ""
+    text = " ".join(text.split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def load_torch_file(path: str, what: str = "checkpoint"):
     """``torch.load(path, map_location='cpu', weights_only=True)`` with every
-    failure mapped to :class:`CheckpointError` (missing, truncated, foreign)."""
+    failure mapped to :class:`CheckpointError` (missing, truncated, foreign):
+    our own message (what was found, the expected format, how to get a good
+    copy) and none of torch's warnings or its ``weights_only=False`` advice."""
     torch = require_torch()
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -82,14 +99,34 @@ def load_torch_file(path: str, what: str = "checkpoint"):
     size = os.path.getsize(path)
     if size == 0:
         raise CheckpointError(f"{what} {path!r} is empty (0 bytes); re-download it")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip errors, unpickling errors, EOF, ...
+    with open(path, "rb") as f:
+        head = f.read(4)
+    fix = ("Re-download it: `mt3-infer download <model> --force` for a registry model (or delete "
+           "the file and load again), else fetch the original checkpoint again.")
+    expected = ("expected a torch.save() file: a zip archive (starting with b'PK\\x03\\x04') holding "
+                "data.pkl and the tensor data, as the upstream checkpoints are")
+    # zip (torch >= 1.6) or the legacy pickle format (starts with PROTO 0x80)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise CheckpointError(
-            f"cannot read {what} {path!r} ({size} bytes) as a PyTorch checkpoint: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-            "The file is truncated, corrupt or not a torch.save() file; re-download it."
-        ) from exc
+            f"{what} {path!r} ({size:,} bytes) is not a valid PyTorch checkpoint (corrupt, "
+            f"truncated or another format): it starts with {head!r}; {expected}. {fix}"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            ok = True
+        except Exception as exc:  # zip errors, unpickling errors, EOF, ...
+            ok, error = False, exc
+    if not ok:
+        raise CheckpointError(
+            f"{what} {path!r} ({size:,} bytes) is not a valid PyTorch checkpoint (corrupt, "
+            f"truncated or holding objects other than tensors): {_torch_load_detail(error)}; "
+            f"{expected}. {fix}"
+        ) from error
+    for w in caught:  # a good file: pass torch's warnings on unchanged
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return state
 
 
 def check_state_dict(
