@@ -15,7 +15,7 @@ TORCH_PIN   := torch==2.13.0
 DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi
 CONSTRAINTS := constraints-dev.txt
 
-.PHONY: all sysdeps venv env build test test-fast bench asan fidelity clean
+.PHONY: all sysdeps venv env build test test-isa test-fast bench asan fidelity clean
 
 all: build
 
@@ -42,6 +42,26 @@ env: venv
 
 test: env build
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-isa
+
+# The numeric tests again on the code paths of other x86-64 CPUs, forced on this
+# one: AVX2 (numpy, ATen, oneDNN, glibc's libm without AVX-512) and the x86-64
+# baseline (SSE: no AVX/FMA anywhere).  Tolerances come from error bounds, so
+# they must hold on every path.
+NUMERIC_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_wav.py tests/test_export_mt3.py \
+                 tests/test_export_yourmt3.py tests/test_engine.py tests/test_adapters.py \
+                 tests/test_adapters_yourmt3.py
+ISA_AVX2 := NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+            GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ
+ISA_SSE  := NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL" ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 \
+            GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX
+test-isa: build
+	@echo "== numeric tests on the AVX2 code paths"
+	$(ISA_AVX2) $(PY) tools/env_report.py | grep -E "numpy|torch|forced"
+	$(ISA_AVX2) $(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(NUMERIC_TESTS)
+	@echo "== numeric tests on the x86-64 baseline (SSE) code paths"
+	$(ISA_SSE) $(PY) tools/env_report.py | grep -E "numpy|torch|forced"
+	$(ISA_SSE) $(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(NUMERIC_TESTS)
 
 # Skip the slow full-size model checks.
 test-fast: env build

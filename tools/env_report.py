@@ -5,11 +5,15 @@ Imports nothing of mt3_infer; each item that is missing prints as such.
 """
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
 import sys
 
+# variables that select other code paths than this CPU's best (see `make test-isa`)
+FORCING = ("GLIBC_TUNABLES", "NPY_DISABLE_CPU_FEATURES", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+           "MKL_CBWR", "OPENBLAS_CORETYPE")
 SIMD = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
         "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 
@@ -57,14 +61,15 @@ def main():
         ("kissfft", pkgconfig("kissfft-float")),
         ("libsoxr", f"{pkgconfig('soxr')}  (python-soxr {version('soxr')})"),
     ]
+    forced = [f"{k}={os.environ[k]}" for k in FORCING if os.environ.get(k)]
+    if forced:
+        lines.append(("forced", " ".join(forced)))
     print("== environment")
     for k, v in lines:
         print(f"   {k:<8} {v}")
 
 
 def _nproc():
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
