@@ -42,6 +42,21 @@ def pkg_config(name):
     return shlex.split(cflags), shlex.split(libs)
 
 
+def prefix_maps(*roots):
+    """-ffile-prefix-map flags: no path of the build machine (the checkout, the
+    venv's numpy/torch headers, the Python prefix) ends up in __FILE__ strings
+    or debug info of the binaries."""
+    import sysconfig
+
+    dirs = {os.path.abspath("."): ".", sys.prefix: "python", sys.base_prefix: "python",
+            sysconfig.get_paths()["include"]: "python/include"}
+    for root, name in roots:
+        dirs[os.path.abspath(root)] = name
+    # GCC uses the last matching map: longest last, so a venv inside the
+    # checkout maps to its own name
+    return [f"-ffile-prefix-map={d}={n}" for d, n in sorted(dirs.items(), key=lambda kv: len(kv[0]))]
+
+
 def core_extension():
     import numpy as np
 
@@ -50,7 +65,8 @@ def core_extension():
         c, lib = pkg_config(name)
         cflags += c
         libs += lib
-    compile_args = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"] + cflags
+    compile_args = (["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"] + cflags
+                    + prefix_maps((os.path.dirname(np.__file__), "numpy")))
     link_args = libs + ["-lm", "-ldl", "-pthread"]
     if os.environ.get("MT3_SANITIZE"):
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
@@ -89,12 +105,16 @@ def engine_extension():
         "mt3_infer.libmt3_torch",
         sources=["csrc/engine/engine_torch.cpp"],
         include_dirs=["csrc"] + cpp_extension.include_paths(),
+        # No RUNPATH: the engine must bind to the torch of the environment it
+        # runs in, not to this build's.  mt3_infer._engine.prepare_engine finds
+        # the installed torch and loads its libraries (RTLD_GLOBAL) before the
+        # engine is opened; a torch of another release is refused there.
         library_dirs=[torch_lib],
-        runtime_library_dirs=[torch_lib],
         libraries=libraries,
         define_macros=[("_GLIBCXX_USE_CXX11_ABI", str(abi))],
         extra_compile_args=["-std=c++20", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden",
-                            "-Wno-unused-parameter"],
+                            "-Wno-unused-parameter"]
+        + prefix_maps((os.path.dirname(torch.__file__), "torch")),
         # keep libtorch_cuda linked even though no symbol of it is referenced directly
         extra_link_args=["-Wl,--no-as-needed"],
         language="c++",
@@ -117,15 +137,28 @@ def engine_torch_version():
             "cuda": torch.version.cuda}
 
 
+def engine_build_key():
+    """What the engine binary depends on: torch's version and location."""
+    import torch
+
+    return f"{torch.__version__} {os.path.dirname(torch.__file__)}"
+
+
 class BuildExt(build_ext):
     def run(self):
         super().run()
         # the one record of the build's torch: next to _core, wherever it went
         import json
 
-        out = os.path.join(os.path.dirname(self.get_ext_fullpath("mt3_infer._core")), BUILD_INFO)
-        with open(out, "w", encoding="utf-8") as f:
-            json.dump({"torch": engine_torch_version()}, f, indent=2)
+        pkg = os.path.dirname(self.get_ext_fullpath("mt3_infer._core"))
+        info = engine_torch_version() if any(e.name.endswith("libmt3_torch") for e in self.extensions) else None
+        if info is None:
+            # built without torch: an engine left by an earlier build (another
+            # environment's) must not ship
+            for stale in glob.glob(os.path.join(pkg, "libmt3_torch*.so")):
+                os.remove(stale)
+        with open(os.path.join(pkg, BUILD_INFO), "w", encoding="utf-8") as f:
+            json.dump({"torch": info}, f, indent=2)
             f.write("\n")
 
     def initialize_options(self):
@@ -136,7 +169,25 @@ class BuildExt(build_ext):
         # setuptools hands C flags to the C++ compile too; strip C-only ones per extension.
         if ext.language == "c++":
             self.compiler.compiler_so = [a for a in self.compiler.compiler_so if a != "-Wstrict-prototypes"]
-        super().build_extension(ext)
+        if not ext.name.endswith("libmt3_torch"):
+            super().build_extension(ext)
+            return
+        # a build tree from another torch (version or location) is never reused
+        stamp = os.path.join(self.build_temp, "engine-torch.txt")
+        key = engine_build_key()
+        try:
+            with open(stamp, encoding="utf-8") as f:
+                stale = f.read() != key
+        except OSError:
+            stale = True
+        force, self.force = self.force, self.force or stale
+        try:
+            super().build_extension(ext)
+        finally:
+            self.force = force
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w", encoding="utf-8") as f:
+            f.write(key)
 
     def get_export_symbols(self, ext):
         if ext.name.endswith("libmt3_torch"):

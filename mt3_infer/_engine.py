@@ -4,9 +4,12 @@ and load exported models through it.
 Nothing here imports torch: the engine library is opened by the C core with
 dlopen() the first time a model is loaded.
 """
+import ctypes
 import glob
+import importlib.util
 import json
 import os
+import threading
 
 from .exceptions import CheckpointError, FrameworkError
 
@@ -70,18 +73,103 @@ def engine_library_path():
     return hits[0] if hits else None
 
 
+def _release(v):
+    """'2.13.0+cpu' -> (2, 13): the part of a torch version its C++ ABI follows."""
+    parts = str(v).split("+", 1)[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def installed_torch():
+    """``(version, lib_dir)`` of the torch package importable here, found
+    without importing it (its Python side costs seconds), or None."""
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = list(spec.submodule_search_locations)[0]
+    version = None
+    try:
+        from importlib import metadata
+
+        version = metadata.version("torch")
+    except Exception:  # noqa: BLE001 - fall back to the file torch writes at build time
+        try:
+            with open(os.path.join(root, "version.py"), encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("__version__"):
+                        version = line.split("=", 1)[1].strip().strip("'\"")
+        except OSError:
+            pass
+    return version, os.path.join(root, "lib")
+
+
+# libtorch's libraries in dependency order; the engine names them as NEEDED
+# without any RUNPATH, so they must be in the process (RTLD_GLOBAL) first.
+_TORCH_LIBS = ("libc10.so", "libc10_cuda.so", "libtorch_cpu.so", "libtorch_cuda.so", "libtorch.so")
+_PREPARED = None
+_PREPARE_LOCK = threading.Lock()
+
+
+def prepare_engine():
+    """Path of the engine library, ready to dlopen: the installed torch is
+    found (without importing it), checked against the release the engine was
+    built for, and its libraries loaded globally, so the engine binds to the
+    torch of *this* environment, never to a path of the build machine.
+    Raises FrameworkError naming the problem and the fix."""
+    global _PREPARED
+    lib = engine_library_path()
+    if lib is None:
+        raise FrameworkError(
+            "the libtorch engine is not installed (mt3-infer was built without torch). "
+            f"Install torch: {torch_install_hint()}, then reinstall mt3-infer."
+        )
+    if os.environ.get("MT3_ENGINE_LIBRARY"):
+        return lib  # an explicit library: the caller arranged its dependencies
+    with _PREPARE_LOCK:
+        if _PREPARED is not None:
+            return _PREPARED
+        found = installed_torch()
+        built = built_torch()
+        if found is None:
+            raise FrameworkError(
+                "the libtorch engine needs the torch package, which is not installed in this "
+                f"environment. Install it: {torch_install_hint()}."
+            )
+        version, lib_dir = found
+        if built is not None and version is not None and _release(version) != _release(built["version"]):
+            raise FrameworkError(
+                f"the mt3-infer engine was built against torch {built['version']} but this "
+                f"environment has torch {version}; libtorch's C++ ABI changes between releases. "
+                f"Fix: {torch_install_hint()}, or rebuild mt3-infer against torch {version} with "
+                "`pip install --no-build-isolation --force-reinstall --no-deps mt3-infer` "
+                "(from its source)."
+            )
+        for name in _TORCH_LIBS:
+            p = os.path.join(lib_dir, name)
+            if os.path.exists(p):
+                try:
+                    ctypes.CDLL(p, mode=ctypes.RTLD_GLOBAL)
+                except OSError as exc:
+                    raise FrameworkError(
+                        f"cannot load {name} of the installed torch {version} ({lib_dir}): {exc}. "
+                        f"Reinstall torch: {torch_install_hint()}."
+                    ) from exc
+        _PREPARED = lib
+        return lib
+
+
 def load_engine_model(path, device="auto", dtype="float32", num_threads=0):
     """Load an exported model file through the engine; returns
     ``(_core.EngineModel, meta dict)``.  Raises FrameworkError when the
     engine library is missing, CheckpointError for a bad file."""
     from . import _core
 
-    lib = engine_library_path()
-    if lib is None:
-        raise FrameworkError(
-            "the libtorch engine is not installed (mt3-infer was built without torch). "
-            f"Install torch: {torch_install_hint()}."
-        )
+    lib = prepare_engine()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"exported model not found: {path!r}")

@@ -73,3 +73,71 @@ def test_install_hint_without_a_build_record(tmp_path, monkeypatch):
     assert "pip install torch==<version>" in _engine.torch_install_hint()
     (tmp_path / "_build_info.json").write_text('{"torch": {"version": "9.9.1", "cuda": "12.8"}}')
     assert _engine.torch_install_hint().startswith("pip install torch==9.9.1 (the CUDA 12.8 build")
+
+
+# ---------------------------------------------------------------------------
+# the engine binds to the torch of the running environment (issue: relocatable)
+# ---------------------------------------------------------------------------
+
+def _needs_engine():
+    import pytest
+
+    from mt3_infer import _engine
+
+    if _engine.engine_library_path() is None:
+        pytest.skip("built without the libtorch engine")
+    return _engine
+
+
+def test_engine_library_has_no_build_paths():
+    import shutil
+
+    import pytest
+
+    _engine = _needs_engine()
+    if shutil.which("readelf") is None:
+        pytest.skip("readelf (binutils) not installed")
+    dyn = subprocess.run(["readelf", "-d", _engine.engine_library_path()], capture_output=True,
+                         text=True, check=True).stdout
+    assert "RUNPATH" not in dyn and "RPATH" not in dyn, dyn
+    needed = [line.split("[", 1)[1].rstrip("]") for line in dyn.splitlines() if "(NEEDED)" in line]
+    assert "libtorch_cpu.so" in needed and all("/" not in n for n in needed), needed
+
+
+def test_engine_loads_the_installed_torch_without_importing_it(tmp_path):
+    # a fresh interpreter: the engine is prepared, torch's Python side stays
+    # unimported, and the libtorch mapped is the one of the torch package found here
+    _engine = _needs_engine()
+    code2 = (
+        "import sys\n"
+        "from mt3_infer import _engine\n"
+        "_engine.prepare_engine()\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print('torch' in sys.modules)\n"
+        "print([l.split()[-1] for l in maps.splitlines() if l.endswith('libtorch_cpu.so')][0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, check=True)
+    imported, mapped = out.stdout.split()
+    assert imported == "False"
+    version, lib_dir = _engine.installed_torch()
+    assert mapped == f"{lib_dir}/libtorch_cpu.so"
+
+
+def test_engine_refuses_another_torch_release(monkeypatch):
+    import pytest
+
+    from mt3_infer import FrameworkError
+
+    _engine = _needs_engine()
+    built = _engine.built_torch()["version"]
+    monkeypatch.setattr(_engine, "_PREPARED", None)
+    monkeypatch.setattr(_engine, "installed_torch", lambda: ("2.99.1+cpu", "/nowhere/torch/lib"))
+    with pytest.raises(FrameworkError) as ei:
+        _engine.prepare_engine()
+    msg = str(ei.value)
+    assert f"built against torch {built}" in msg and "has torch 2.99.1" in msg
+    assert f"pip install torch=={built}" in msg
+    monkeypatch.setattr(_engine, "installed_torch", lambda: None)
+    with pytest.raises(FrameworkError, match=f"not installed.*pip install torch=={built}"):
+        _engine.prepare_engine()
+    assert _engine._release("2.13.1+cu121") == _engine._release("2.13.0") == (2, 13)

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _core
-from .._engine import engine_library_path, torch_install_hint
+from .._engine import prepare_engine
 from ..base import MT3Base
 from ..exceptions import AudioError, CheckpointError, FrameworkError
 from ..export.common import EXPORTER_VERSION, exported_cache_path, read_artifact_meta, sha256_file
@@ -250,12 +250,7 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         ``device``: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.  The
         native load runs without the GIL."""
         exported = self._resolve_exported(checkpoint_path)
-        lib = engine_library_path()
-        if lib is None:
-            raise FrameworkError(
-                "the libtorch engine is not installed (mt3-infer was built without torch). "
-                f"Install torch: {torch_install_hint()}."
-            )
+        lib = prepare_engine()
         dev = "auto" if device is None else str(device)
         if dev == "mps":
             raise FrameworkError("device 'mps' is not supported by the libtorch engine; use 'cpu'")
