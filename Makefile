@@ -15,7 +15,7 @@ TORCH_PIN   := torch==2.13.0
 DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi
 CONSTRAINTS := constraints-dev.txt
 
-.PHONY: all sysdeps venv env build test test-isa wheel test-wheel test-fast bench asan fidelity clean
+.PHONY: all sysdeps venv env build test test-isa isa-run wheel test-wheel wheel-check test-fast bench asan fidelity clean
 
 all: build
 
@@ -42,8 +42,7 @@ env: venv
 
 test: env build
 	$(PY) -m pytest -q $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory test-isa
-	$(MAKE) --no-print-directory test-wheel
+	$(MAKE) --no-print-directory isa-run wheel wheel-check
 
 # The numeric tests again on the code paths of other x86-64 CPUs, forced on this
 # one: AVX2 (numpy, ATen, oneDNN, glibc's libm without AVX-512) and the x86-64
@@ -56,7 +55,9 @@ ISA_AVX2 := NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL" ATEN_CPU_CAPABILITY=avx
             GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ
 ISA_SSE  := NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL" ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 \
             GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX
-test-isa: build
+test-isa: build isa-run
+
+isa-run:
 	@echo "== numeric tests on the AVX2 code paths"
 	$(ISA_AVX2) $(PY) tools/env_report.py | grep -E "numpy|torch|forced"
 	$(ISA_AVX2) $(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(NUMERIC_TESTS)
@@ -109,7 +110,9 @@ wheel: sysdeps venv
 	$(VENV)/bin/auditwheel show dist/mt3_infer-*.whl
 
 # Install the wheel into fresh venvs (without torch, and with torch==2.13.0) and use it.
-test-wheel: wheel
+test-wheel: wheel wheel-check
+
+wheel-check:
 	$(PY) tools/wheel/check_wheel.py dist/mt3_infer-*.whl
 
 clean:

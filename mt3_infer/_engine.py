@@ -92,19 +92,12 @@ def installed_torch():
     if spec is None or not spec.submodule_search_locations:
         return None
     root = list(spec.submodule_search_locations)[0]
-    version = None
-    try:
-        from importlib import metadata
+    from importlib import metadata
 
+    try:
         version = metadata.version("torch")
-    except Exception:  # noqa: BLE001 - fall back to the file torch writes at build time
-        try:
-            with open(os.path.join(root, "version.py"), encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith("__version__"):
-                        version = line.split("=", 1)[1].strip().strip("'\"")
-        except OSError:
-            pass
+    except metadata.PackageNotFoundError:  # a torch without its dist-info: not checked
+        version = None
     return version, os.path.join(root, "lib")
 
 

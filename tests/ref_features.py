@@ -127,6 +127,12 @@ def mt3_layout(n, preset):
     return f, s, [min(256, f - 256 * i) for i in range(s)]
 
 
+def loud(lin):
+    """Entries >= 1e-3 of their segment's peak (axis 0 = segments)."""
+    peak = lin.reshape(lin.shape[0], -1).max(axis=1)
+    return lin >= (peak / 1e3)[:, None, None]
+
+
 def stft_error(frames, w):
     """E_t of the module docstring, one value per frame (rows of `frames`)."""
     xn = np.linalg.norm(frames, axis=1)

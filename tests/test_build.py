@@ -104,7 +104,7 @@ def test_engine_library_has_no_build_paths():
     assert "libtorch_cpu.so" in needed and all("/" not in n for n in needed), needed
 
 
-def test_engine_loads_the_installed_torch_without_importing_it(tmp_path):
+def test_engine_loads_the_installed_torch_without_importing_it():
     # a fresh interpreter: the engine is prepared, torch's Python side stays
     # unimported, and the libtorch mapped is the one of the torch package found here
     _engine = _needs_engine()

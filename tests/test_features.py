@@ -10,18 +10,12 @@ import pytest
 import mt3_infer
 from mt3_infer import AudioError, _core
 from ref_features import (
-    BINS, FRAMES, U, f32_log, filterbank, mt3_layout as ref_mt3_layout, ref_mt3, ref_yourmt3,
+    BINS, FRAMES, U, f32_log, filterbank, loud, mt3_layout as ref_mt3_layout, ref_mt3, ref_yourmt3,
     torchaudio_fb, yourmt3_norm_bound,
 )
 
 SR = 16000
 PRESETS = ("mr_mt3", "mt3_pytorch", "mt3_reference", "yourmt3")
-
-
-def loud(lin):
-    """Entries >= 1e-3 of their segment's peak (axis 0 = segments)."""
-    peak = lin.reshape(lin.shape[0], -1).max(axis=1)
-    return lin >= (peak / 1e3)[:, None, None]
 
 
 def assert_within(c, r, bound, what, cover=None):

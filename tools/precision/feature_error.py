@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))
-from ref_features import ref_mt3, ref_yourmt3  # noqa: E402
+from ref_features import loud, ref_mt3, ref_yourmt3  # noqa: E402
 
 import mt3_infer  # noqa: E402
 from mt3_infer import _core  # noqa: E402
@@ -42,11 +42,6 @@ def signals(seconds: float, seed: int):
                     2 * np.pi * h * f * seg)
     out["music"] = clip
     return {k: v.astype(np.float32) for k, v in out.items()}
-
-
-def loud(lin):
-    peak = lin.reshape(lin.shape[0], -1).max(axis=1)
-    return lin >= (peak / 1e3)[:, None, None]
 
 
 def main():
