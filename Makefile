@@ -12,10 +12,14 @@ PYTEST_ARGS ?=
 # Pinned on purpose: an unpinned torch pulls several GB of CUDA wheels.
 # Every dev/test dependency's exact version lives in constraints-dev.txt.
 TORCH_PIN   := torch==2.13.0
-DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi
+DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi pyfluidsynth scipy mir_eval
+# FluidSynth and three GM soundfonts (Debian) render the synthetic data of the bundled model
+SYNTH_DEBS  := fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small
+SYNTH_FILES := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6mb.sf2 \
+               /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 CONSTRAINTS := constraints-dev.txt
 
-.PHONY: all sysdeps venv env build test test-isa isa-run wheel test-wheel wheel-check test-fast bench asan fidelity clean
+.PHONY: all sysdeps synthdeps venv env build demo test test-isa isa-run wheel test-wheel wheel-check test-fast bench bench-accuracy asan fidelity clean
 
 all: build
 
@@ -24,6 +28,15 @@ sysdeps:
 	    echo "installing libkissfft-dev libsoxr-dev pkg-config (apt)"; \
 	    $(SUDO) apt-get update -qq && \
 	    $(SUDO) apt-get install -y -qq libkissfft-dev libsoxr-dev pkg-config >/dev/null; \
+	fi
+
+# Only what renders the synthetic data (tests, benchmarks, training); not needed to transcribe.
+synthdeps:
+	@for f in $(SYNTH_FILES); do [ -f $$f ] || missing=1; done; \
+	if [ -n "$$missing" ] || ! command -v fluidsynth >/dev/null; then \
+	    echo "installing $(SYNTH_DEBS) (apt)"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYNTH_DEBS) >/dev/null; \
 	fi
 
 $(VENV)/.deps-stamp: Makefile $(CONSTRAINTS)
@@ -36,11 +49,16 @@ venv: $(VENV)/.deps-stamp
 build: sysdeps venv
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 
+# Transcribe examples/demo.wav with the bundled model (no download): note count,
+# real-time factor, onset F1 against examples/demo.mid.  Writes ./demo.mid.
+demo: build
+	$(PY) examples/demo.py --out demo.mid
+
 # The environment header first: CPU, SIMD flags, library versions.
 env: venv
 	@$(PY) tools/env_report.py
 
-test: env build
+test: env build synthdeps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory isa-run wheel wheel-check
 
@@ -66,11 +84,15 @@ isa-run:
 	$(ISA_SSE) $(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(NUMERIC_TESTS)
 
 # Skip the slow full-size model checks.
-test-fast: env build
+test-fast: env build synthdeps
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-bench: build
+bench: build synthdeps
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Held-out accuracy and speed of the bundled model only (also part of `make bench`).
+bench-accuracy: build synthdeps
+	$(PY) benchmarks/bench_accuracy.py
 
 # Compare with the pure-Python anchor (mt3-infer 0.2.0) in its own venv; not part of `make test`.
 # Build the anchor once: tools/fidelity/anchor/setup_anchor.sh [DIR]; see tools/fidelity/README.md.

@@ -13,7 +13,11 @@ def main():
         path = registry.default_checkpoint_path(model_id)
         # every checkpoint file in place with its recorded size (an empty
         # folder left by a failed download is not a model)
-        state = "not downloaded" if download.missing_files(model_id) else "present"
+        missing = download.missing_files(model_id)
+        if registry.is_bundled(model_id):  # shipped inside the package, never downloaded
+            state = "bundled" if not missing else "damaged: reinstall"
+        else:
+            state = "not downloaded" if missing else "present"
         speed = info["metadata"]["performance"]["speed_x_realtime"]
         print(f"{model_id:12s} {info['name']:12s} {speed:6.2f}x  {state:15s} {path}")
     print("aliases:", ", ".join(f"{a}->{t}" for a, t in registry.aliases().items()))

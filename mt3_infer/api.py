@@ -208,9 +208,10 @@ def load_model(model: str = "default", checkpoint_path: Optional[str] = None, de
     """Load a registry model (id or alias) and return its adapter.
 
     Args:
-        model: ``mr_mt3``, ``mt3_pytorch``, ``yourmt3`` or an alias
+        model: ``mr_mt3``, ``mt3_pytorch``, ``yourmt3``, ``mt3_small`` (the
+            network bundled with the package: no download) or an alias
             (``default``, ``fast``, ``accurate``, ``multitask``, ``official``,
-            ``baseline``).
+            ``baseline``; ``offline`` / ``small`` for ``mt3_small``).
         checkpoint_path: an exported model file or an original checkpoint;
             default: the registry copy under ``MT3_CHECKPOINT_DIR`` or
             ``./.mt3_checkpoints``.

@@ -346,7 +346,10 @@ def cmd_list(args) -> int:
     print("Available models:\n")
     for mid, info in models.items():
         st = _local_state(mid)
-        mark = "downloaded" + (", exported" if st["exported"] else "") if st["downloaded"] else "not downloaded"
+        if registry.is_bundled(mid):
+            mark = "bundled, no download" if st["downloaded"] else "bundled file missing: reinstall"
+        else:
+            mark = "downloaded" + (", exported" if st["exported"] else "") if st["downloaded"] else "not downloaded"
         print(f"  {mid}  [{mark}]")
         print(f"    Name: {info['name']}")
         print(f"    Description: {info['description']}")
@@ -359,7 +362,7 @@ def cmd_list(args) -> int:
             print(f"    Best for: {', '.join(info.get('best_for', []))}")
             print(f"    Checkpoint: {st['checkpoint_path']}")
             for f in registry.files_for(mid):
-                print(f"    Source: {f['url']}")
+                print(f"    Source: {f['url'] or 'inside the package (no download)'}")
                 print(f"      sha256 {f['sha256']}, {f['size']:,} bytes")
         print()
     print("Aliases:")
@@ -392,7 +395,7 @@ def cmd_info(args) -> int:
     print(f"  Checkpoint: {st['checkpoint_path']} ({'present' if st['downloaded'] else 'not downloaded'})")
     print(f"  Exported model: {st['exported_path']} ({'present' if st['exported'] else 'not exported'})")
     for f in files:
-        print(f"  Source: {f['url']}")
+        print(f"  Source: {f['url'] or 'inside the package (no download)'}")
         print(f"    sha256 {f['sha256']}, {f['size']:,} bytes")
     print(f"  Sample rate: {info['metadata'].get('sample_rate')} Hz")
     print(f"  Speed (0.2.0 figure): {perf.get('speed_x_realtime')}x real-time")

@@ -494,6 +494,26 @@ def offline_message(model: str, files: List[Dict[str, Any]], reason: Optional[st
         + (f"; {OFFLINE_ENV}=1 stops all download attempts (the files above must then be in place)."
            if error is not None else ".")
     )
+    for b in registry.bundled_models():
+        lines.append(
+            f"Works right now, with no download: the bundled model '{b}' "
+            f"(`mt3-infer transcribe -m offline ...`, or load_model(\"offline\"))."
+        )
+    return "\n".join(lines)
+
+
+def bundled_missing_message(model: str, files: List[Dict[str, Any]]) -> str:
+    """A bundled network file absent from, or altered in, this installation."""
+    mid = registry.resolve_model_name(model)
+    lines = [f"The network of model '{mid}' ships inside the mt3-infer package, but this "
+             "installation's copy is missing or damaged:"]
+    for f in files:
+        actual = _wrong_size(f)
+        state = "missing" if not Path(f["path"]).is_file() else (
+            f"{actual:,} bytes, expected {f['size']:,}" if actual is not None else "sha256 mismatch")
+        lines.append(f"  {f['path']}  ({state})")
+    lines.append("Reinstall the package (pip install --force-reinstall mt3-infer); in a source checkout, "
+                 "the file is committed under mt3_infer/models/.")
     return "\n".join(lines)
 
 
@@ -523,6 +543,12 @@ def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
     """Make sure every registry file of ``model`` is present; return the
     registry checkpoint path (file, or directory for mt3_pytorch)."""
     mid = registry.resolve_model_name(model)
+    if registry.is_bundled(mid):
+        bad = missing_files(mid, verify=verify)
+        if bad:
+            raise CheckpointError(bundled_missing_message(mid, bad))
+        _status(f"Bundled with the package: {registry.default_checkpoint_path(mid)}", quiet)
+        return registry.default_checkpoint_path(mid)
     files = registry.files_for(mid) if force else missing_files(mid, verify=verify)
     if files:
         if offline_reason is None and is_offline():
@@ -639,6 +665,8 @@ def ensure_exported(model: str, checkpoint_path: Union[None, str, os.PathLike] =
     source = _weights_file(mid, ckpt)
     if not source.exists():
         raise CheckpointError(f"Checkpoint not found: {source} (run `mt3-infer download {mid}` first)")
+    if output is None and exported_metadata(source) is not None:
+        return source  # already a TorchScript artifact (the bundled model ships as one)
     target = Path(output) if output is not None else _default_export_target(mid, ckpt)
     is_registry = checkpoint_path is None or ckpt == registry.default_checkpoint_path(mid)
     sha = None

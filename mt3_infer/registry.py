@@ -46,6 +46,28 @@ _YMT3_SHA256 = "ae38e415c79efd5592dcb9b658cdb99ddb11d4c4e1eaa364cab04a052473fc25
 _YMT3_SIZE = 561_544_628
 _YMT3_EXPERIMENT = "mc13_256_g4_all_v7_mt3f_sqr_rms_moe_wf4_n8k2_silu_rope_rp_b36_nops"
 
+#: Folder of the networks shipped inside the package (no download).
+BUNDLED_DIR = Path(__file__).resolve().parent / "models"
+_SMALL_FILE = "mt3_small.mt3i.pt"
+
+
+def _bundled_record(name: str) -> Dict[str, Any]:
+    """``models/<name>.json``: sha256, size and training record of a shipped
+    network (written by ``tools/train_small.py --ship``); {} when absent."""
+    import json
+
+    try:
+        with open(BUNDLED_DIR / f"{name}.json", "r", encoding="utf-8") as fh:
+            rec = json.load(fh)
+        return rec if isinstance(rec, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+_SMALL = _bundled_record("mt3_small")
+_SMALL_SHA256 = str(_SMALL.get("sha256", ""))
+_SMALL_SIZE = int(_SMALL.get("size", 0))
+
 # kunato/mt3-pytorch pretrained/config.json (T5 hyper-parameters); written next
 # to mt3.pth so the directory has the layout mt3-infer 0.2.0 expects.
 MT3_PYTORCH_CONFIG = {
@@ -221,6 +243,42 @@ _MODELS: Dict[str, Dict[str, Any]] = {
             "Research on advanced MT3 architectures",
         ],
     },
+    "mt3_small": {
+        "name": "MT3-Small (bundled)",
+        "description": "Small MT3 network shipped inside the package: transcribes offline, no download",
+        "framework": "pytorch",
+        "adapter_class": "mt3_infer.adapters.mt3_small.MT3SmallAdapter",
+        "checkpoint": {
+            "path": str(BUNDLED_DIR / _SMALL_FILE),
+            "size_mb": round(_SMALL_SIZE / 2**20, 1),
+            "format": "torchscript",
+            "bundled": True,
+            "download": {"source_type": "bundled", "source_url": None, "sha256": _SMALL_SHA256},
+            "files": [
+                {"name": _SMALL_FILE, "host": "bundled", "url": None, "sha256": _SMALL_SHA256,
+                 "size": _SMALL_SIZE, "bundled": True},
+            ],
+            "export": {"family": "mt3", "file": _SMALL_FILE},
+        },
+        "metadata": {
+            "vocab_size": 1536,
+            "max_seq_len": 1024,
+            "sample_rate": 16000,
+            "training_data": "synthetic FluidSynth renders (tools/synth, tools/train_small.py)",
+            # CPU real-time factor of benchmarks/bench_accuracy.py (2 threads), from the record
+            "performance": {
+                "speed_x_realtime": float(_SMALL.get("speed_x_realtime", 0.0)),
+                "peak_gpu_memory_mb": None,
+                "notes_detected": None,
+            },
+            "training": _SMALL.get("training"),
+        },
+        "best_for": [
+            "Offline and air-gapped machines (nothing to download)",
+            "Trying the package out of the box",
+            "Solo piano and simple multi-instrument recordings",
+        ],
+    },
 }
 
 DEFAULT_MODEL = "mt3_pytorch"
@@ -232,6 +290,8 @@ _ALIASES: Dict[str, str] = {
     "multitask": "yourmt3",
     "official": "mt3_pytorch",
     "baseline": "mt3_pytorch",
+    "offline": "mt3_small",
+    "small": "mt3_small",
 }
 
 # mt3-infer 0.2.0 checkpoints.toml catalog values (MT3Session.cache_info()).
@@ -253,6 +313,12 @@ _CATALOG: Dict[str, Dict[str, str]] = {
         "url": "https://huggingface.co/spaces/mimbres/YourMT3",
         "revision": "main",
         "provenance": "Hugging Face mimbres/YourMT3 (git-lfs)",
+    },
+    "mt3_small": {
+        "backend": "pytorch",
+        "url": "bundled",
+        "revision": "bundled",
+        "provenance": "mt3-infer's own network (tools/train_small.py), shipped inside the package",
     },
 }
 
@@ -363,9 +429,23 @@ def _reroot(rel: str) -> Path:
     return Path.cwd() / p
 
 
+def is_bundled(model: str) -> bool:
+    """True for a network shipped inside the package (never downloaded)."""
+    return bool(_MODELS[resolve_model_name(model)]["checkpoint"].get("bundled"))
+
+
+def bundled_models() -> List[str]:
+    """Ids of the networks shipped inside the package."""
+    return [m for m in _MODELS if _MODELS[m]["checkpoint"].get("bundled")]
+
+
 def default_checkpoint_path(model: str) -> Path:
-    """Where the registry checkpoint of ``model`` lives (nothing is created)."""
-    return _reroot(_MODELS[resolve_model_name(model)]["checkpoint"]["path"])
+    """Where the registry checkpoint of ``model`` lives (nothing is created);
+    for a bundled model, its file inside the installed package."""
+    mid = resolve_model_name(model)
+    if is_bundled(mid):
+        return Path(_MODELS[mid]["checkpoint"]["path"])
+    return _reroot(_MODELS[mid]["checkpoint"]["path"])
 
 
 def model_dir(model: str) -> Path:
@@ -383,6 +463,8 @@ def artifact_dir(model: str) -> Path:
 def exported_model_path(model: str) -> Path:
     """Path of the cached TorchScript export of the registry checkpoint."""
     mid = resolve_model_name(model)
+    if is_bundled(mid):  # shipped already exported
+        return default_checkpoint_path(mid)
     return model_dir(mid) / _MODELS[mid]["checkpoint"]["export"]["file"]
 
 
@@ -396,9 +478,12 @@ def resolve_checkpoint_path(model: str, checkpoint_path: Any = None) -> Optional
     return default_checkpoint_path(mid)
 
 
-def file_url(model: str, spec: Dict[str, Any]) -> str:
-    """Download URL of one registry file, after mirror / host overrides."""
+def file_url(model: str, spec: Dict[str, Any]) -> Optional[str]:
+    """Download URL of one registry file, after mirror / host overrides
+    (None for a file shipped inside the package)."""
     mid = resolve_model_name(model)
+    if spec.get("bundled"):
+        return None
     mirror = os.environ.get(MIRROR_ENV)
     if mirror:
         return f"{mirror.rstrip('/')}/{mid}/{spec['name']}"
@@ -430,7 +515,9 @@ __all__ = [
     "MIRROR_ENV",
     "DEFAULT_MODEL",
     "aliases",
+    "BUNDLED_DIR",
     "artifact_dir",
+    "bundled_models",
     "cache_key",
     "catalog_profile",
     "checkpoint_root",
@@ -439,6 +526,7 @@ __all__ = [
     "file_url",
     "files_for",
     "get_model_info",
+    "is_bundled",
     "list_models",
     "model_dir",
     "model_ids",

@@ -164,7 +164,7 @@ def test_download_models(tmp_path, mirror):
     r = run(["list"], tmp_path, harness=True, env=env)
     assert "mr_mt3  [downloaded]" in r.stdout
     r = run(["download", "--all", "--verify", "--no-export"], tmp_path, harness=True, env=env)
-    assert r.returncode == 0 and "Downloaded: 3/3" in r.stdout
+    assert r.returncode == 0 and "Downloaded: 4/4" in r.stdout  # + the bundled mt3_small, verified
     assert len(srv.requests_for("/mr_mt3/mt3.pth")) == 1  # verified copy kept
 
 
@@ -434,6 +434,7 @@ def test_example_list_models_present_only_with_the_files(tmp_path):
     state = {line.split()[0]: ("not downloaded" if "not downloaded" in line else "present")
              for line in r.stdout.splitlines() if line.split()[:1] in (["mr_mt3"], ["mt3_pytorch"], ["yourmt3"])}
     assert state == {"mr_mt3": "present", "mt3_pytorch": "not downloaded", "yourmt3": "not downloaded"}
+    assert any(line.startswith("mt3_small") and "bundled" in line for line in r.stdout.splitlines())
     # a file of the wrong size is not "present" either
     (root / "mr_mt3" / "mt3.pth").write_bytes(data[:10])
     r = run(["--example", EXAMPLES / "list_models.py"], tmp_path, harness=True,

@@ -1,11 +1,13 @@
 """Transcription adapters (mt3-infer 0.2.0 names), running natively.
 
 ``MRMT3Adapter`` and ``MT3PyTorchAdapter`` share one network (``mt3.pth``);
-``YourMT3Adapter`` runs the YourMT3 network (``last.ckpt``).  Importing this
+``YourMT3Adapter`` runs the YourMT3 network (``last.ckpt``); ``MT3SmallAdapter``
+runs the small MT3 network shipped inside the package (no download).  Importing this
 package does not import torch (only exporting an original checkpoint does).
 """
 from .mr_mt3 import MRMT3Adapter
 from .mt3_pytorch import MT3PyTorchAdapter
+from .mt3_small import MT3SmallAdapter
 from .yourmt3 import YourMT3Adapter
 
-__all__ = ["MRMT3Adapter", "MT3PyTorchAdapter", "YourMT3Adapter"]
+__all__ = ["MRMT3Adapter", "MT3PyTorchAdapter", "MT3SmallAdapter", "YourMT3Adapter"]

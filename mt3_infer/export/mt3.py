@@ -728,6 +728,64 @@ def export_checkpoint(checkpoint: str, out: str, model: str = "mt3") -> str:
     return export_mt3(checkpoint, out)
 
 
+def reference_from_artifact(path: str) -> MT3:
+    """The plain eager :class:`MT3` holding the weights of an exported MT3
+    artifact (the inverse of :meth:`MT3Runtime.from_reference`: fused Q/K/V,
+    gate and cross K/V matrices split back, bit for bit).  Used to check the
+    engine against plain PyTorch on a shipped network that has no ``mt3.pth``
+    beside it.  Positions: the artifact's sinusoid tables must equal the ones
+    the default ``inv_freq`` gives (true for networks trained here)."""
+    from .common import read_artifact_meta
+
+    meta = read_artifact_meta(path)
+    if not meta or meta.get("family") != FAMILY:
+        raise CheckpointError(f"{path!r} is not an exported MT3 artifact")
+    cfg = replace(MT3Config(), **{k: v for k, v in meta["config"].items() if k in MT3Config.__annotations__})
+    rt = torch.jit.load(path, map_location="cpu")
+    p = {k: v.detach().clone() for k, v in rt.state_dict().items()}
+    ref = MT3(cfg)
+    a, f = cfg.inner, cfg.d_ff
+    with torch.no_grad():
+        for stack, table in ((ref.encoder, "enc_pe"), (ref.decoder, "dec_pe")):
+            want = sinusoid_table(stack.pos_emb.inv_freq, p[table].shape[0])
+            if not torch.equal(want, p[table]):
+                raise CheckpointError(f"{path!r}: position table {table} is not the default one")
+        ref.proj.weight.copy_(p["w_proj"])
+        for i, blk in enumerate(ref.encoder.block):
+            q = f"enc_layers.{i}."
+            att, dd = blk.layer[0].SelfAttention, blk.layer[1].DenseReluDense
+            blk.layer[0].layer_norm.weight.copy_(p[q + "ln0"])
+            for j, lin in enumerate((att.q, att.k, att.v)):
+                lin.weight.copy_(p[q + "wqkv"][j * a:(j + 1) * a])
+            att.o.weight.copy_(p[q + "wo"])
+            blk.layer[1].layer_norm.weight.copy_(p[q + "ln1"])
+            dd.wi_0.weight.copy_(p[q + "wi"][:f])
+            dd.wi_1.weight.copy_(p[q + "wi"][f:])
+            dd.wo.weight.copy_(p[q + "wff"])
+        ref.encoder.final_layer_norm.weight.copy_(p["enc_ln"])
+        for i, blk in enumerate(ref.decoder.block):
+            q = f"dec_layers.{i}."
+            att, cat_, dd = blk.layer[0].SelfAttention, blk.layer[1].EncDecAttention, blk.layer[2].DenseReluDense
+            blk.layer[0].layer_norm.weight.copy_(p[q + "ln0"])
+            for j, lin in enumerate((att.q, att.k, att.v)):
+                lin.weight.copy_(p[q + "wqkv"][j * a:(j + 1) * a])
+            att.o.weight.copy_(p[q + "wo"])
+            blk.layer[1].layer_norm.weight.copy_(p[q + "ln1"])
+            cat_.q.weight.copy_(p[q + "wq_c"])
+            cat_.o.weight.copy_(p[q + "wo_c"])
+            kv = p["w_cross_kv"][i * 2 * a:(i + 1) * 2 * a]
+            cat_.k.weight.copy_(kv[:a])
+            cat_.v.weight.copy_(kv[a:])
+            blk.layer[2].layer_norm.weight.copy_(p[q + "ln2"])
+            dd.wi_0.weight.copy_(p[q + "wi"][:f])
+            dd.wi_1.weight.copy_(p[q + "wi"][f:])
+            dd.wo.weight.copy_(p[q + "wff"])
+        ref.decoder_embed_tokens.weight.copy_(p["embed"])
+        ref.decoder.final_layer_norm.weight.copy_(p["dec_ln"])
+        ref.lm_head.weight.copy_(p["lm_head"])
+    return ref.eval()
+
+
 def greedy_cached(module, features: Tensor, max_new_tokens: int, eos_id: int = 1,
                   pad_id: int = 0, start_id: int = 0, check_first_eos: bool = True) -> Tensor:
     """Greedy decoding through a (scripted or eager) :class:`MT3Runtime`'s
@@ -773,6 +831,7 @@ __all__ = [
     "script_runtime",
     "mt3_meta",
     "greedy_cached",
+    "reference_from_artifact",
     "config_from_json",
     "infer_config",
     "resolve_checkpoint",

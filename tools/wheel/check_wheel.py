@@ -10,7 +10,9 @@
    and the clear FrameworkError of load_model.
 3. A second fresh venv with torch==2.13.0 and the wheel: a small random-weight
    mt3.pth in the upstream layout (tests/fixtures_mt3.py) is exported and
-   transcribed by the installed package.
+   transcribed by the installed package; then the bundled network
+   (``offline``) transcribes examples/demo.wav from the wheel's own copy with
+   MT3_OFFLINE=1 and without importing torch.
 Prints one line per check and exits non-zero on the first failure.
 """
 from __future__ import annotations
@@ -70,6 +72,21 @@ libtorch = sorted({l.split()[-1] for l in maps.splitlines() if l.endswith("libto
 assert libtorch == [os.path.join(_engine.installed_torch()[1], "libtorch_cpu.so")], libtorch
 assert libtorch[0].startswith(sys.prefix), libtorch
 print(f"ok: export + transcribe with torch; {len(notes)} notes; libtorch {libtorch[0]}")
+"""
+
+# The bundled network from the installed wheel: offline, no torch import.
+BUNDLED = r"""
+import os, sys
+import mt3_infer
+from mt3_infer import registry
+os.environ["MT3_OFFLINE"] = "1"
+path = registry.default_checkpoint_path("offline")
+assert str(path).startswith(sys.prefix) and path.is_file(), path
+audio, sr = mt3_infer.load_audio(sys.argv[1])
+m = mt3_infer.load_model("offline", auto_download=False)
+notes = m.transcribe_notes(audio, sr)
+assert "torch" not in sys.modules
+print(f"ok: bundled model from the wheel, offline, torch not imported; {len(notes)} notes")
 """
 
 
@@ -148,6 +165,9 @@ def main():
         py = venv(os.path.join(tmp, "venv-torch"), TORCH_PIN, wheel)
         out = run([py, "-c", WITH_TORCH, os.path.join(ROOT, "tests"), tmp], cwd=empty)
         print(out.strip(), f"({time.time() - t0:.0f} s)")
+        PASSED[0] += 1
+        out = run([py, "-c", BUNDLED, os.path.join(ROOT, "examples", "demo.wav")], cwd=empty)
+        print(out.strip())
         PASSED[0] += 1
     finally:
         if not a.keep and not a.workdir:

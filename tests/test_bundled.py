@@ -1,0 +1,188 @@
+"""The network shipped inside the package (model ``mt3_small``, alias ``offline``).
+
+* the file is there, intact (sha256/size of its record), within 25 MB;
+* it loads and transcribes with no network and without the torch Python
+  package (libtorch only), from the API and the CLI;
+* its tokens through the C engine equal those of the plain-PyTorch module
+  (the same weights split back into the upstream layout) on the same
+  features, and the whole C pipeline gives the notes those tokens decode to;
+* "weights missing / offline" errors point to ``-m offline``.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mt3_infer
+from mt3_infer import download, registry
+from mt3_infer.exceptions import CheckpointError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "examples", "demo.wav")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+
+def _bundled():
+    return registry.default_checkpoint_path("mt3_small")
+
+
+def test_registry_entry_and_file_integrity():
+    assert registry.resolve_model_name("offline") == "mt3_small"
+    assert registry.resolve_model_name("small") == "mt3_small"
+    assert registry.is_bundled("mt3_small") and not registry.is_bundled("mt3_pytorch")
+    assert registry.DEFAULT_MODEL == "mt3_pytorch"  # never a silent fallback
+    path = _bundled()
+    assert path.parent == registry.BUNDLED_DIR and path.is_file()
+    with open(registry.BUNDLED_DIR / "mt3_small.json") as fh:
+        rec = json.load(fh)
+    data = path.read_bytes()
+    assert len(data) == rec["size"] <= 25_000_000
+    assert hashlib.sha256(data).hexdigest() == rec["sha256"]
+    assert download.missing_files("mt3_small", verify=True) == []
+    meta = download.exported_metadata(path)
+    assert meta["family"] == "mt3" and meta["vocab_size"] == 1536
+    assert meta["config"]["d_model"] == rec["dims"]["d_model"]
+    assert registry.files_for("mt3_small")[0]["url"] is None
+
+
+def test_damaged_bundled_file_is_named(tmp_path, monkeypatch):
+    bad = tmp_path / "mt3_small.mt3i.pt"
+    bad.write_bytes(b"\0" * 100)
+    entry = registry._entry("mt3_small")["checkpoint"]
+    monkeypatch.setitem(entry, "path", str(bad))
+    with pytest.raises(CheckpointError, match="Reinstall"):
+        download.download_model("offline")
+    with pytest.raises(CheckpointError, match="mt3_small.mt3i.pt"):
+        mt3_infer.load_model("offline", cache=False)
+
+
+_NO_TORCH = r"""
+import sys, json
+import numpy as np
+import mt3_infer
+audio, sr = mt3_infer.load_audio(sys.argv[1])
+m = mt3_infer.load_model("offline", auto_download=False)
+midi = m.transcribe(audio[: 4 * sr], sr)
+notes = m.transcribe_notes(audio[: 4 * sr], sr)
+print(json.dumps({"torch": "torch" in sys.modules, "notes": int(len(notes)),
+                  "type": type(midi).__name__, "exported": m.exported_path}))
+"""
+
+
+def test_loads_offline_without_torch_python(tmp_path):
+    env = dict(os.environ, MT3_OFFLINE="1", MT3_CHECKPOINT_DIR=str(tmp_path / "empty"))
+    out = subprocess.run([sys.executable, "-c", _NO_TORCH, DEMO], capture_output=True, text=True,
+                         env=env, cwd=str(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["torch"] is False and res["type"] == "MidiFile"
+    assert res["exported"] == str(_bundled())
+    assert not (tmp_path / "empty").exists()  # nothing downloaded or created
+
+
+def test_cli_transcribes_with_offline_model(tmp_path):
+    out_mid = tmp_path / "demo.mid"
+    env = dict(os.environ, MT3_OFFLINE="1", MT3_CHECKPOINT_DIR=str(tmp_path / "empty"))
+    r = subprocess.run([sys.executable, "-m", "mt3_infer.cli", "transcribe", "-m", "offline", DEMO,
+                        "-o", str(out_mid), "--no-progress"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import mido
+    mid = mido.MidiFile(str(out_mid))
+    assert sum(1 for m in mid if m.type == "note_on" and m.velocity > 0) > 0
+
+
+def test_offline_errors_point_to_the_bundled_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("MT3_CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.setenv("MT3_OFFLINE", "1")
+    with pytest.raises(CheckpointError) as e:
+        mt3_infer.load_model("mt3_pytorch", cache=False)
+    assert "-m offline" in str(e.value) and 'load_model("offline")' in str(e.value)
+
+
+# ---------------------------------------------------------------------------
+# Engine and pipeline vs plain PyTorch on the bundled weights
+# ---------------------------------------------------------------------------
+
+def _clips(n=10, seconds=4.0):
+    """Ten held-out clips: rendered eval material when FluidSynth is here,
+    else 4 s windows of the committed demo audio."""
+    try:
+        from synth import evalset, render
+        if not render.missing():
+            r = render.Renderer(["fluidr3", "timgm6mb"])
+            out = []
+            for k in range(n):
+                s = evalset.SETS[k % len(evalset.SETS)]
+                notes, info = evalset.eval_clip(s, 50 + k, duration=seconds)
+                out.append(r.render(notes, seconds, r.soundfonts[k % 2], np.random.default_rng(k),
+                                    tail=0.0))
+            r.close()
+            return out
+    except ImportError:
+        pass
+    audio, sr = mt3_infer.load_audio(DEMO)
+    step = (len(audio) - int(seconds * sr)) // (n - 1)
+    return [audio[k * step: k * step + int(seconds * sr)] for k in range(n)]
+
+
+def _tie_tol(ref, x, ids):
+    """Near-tie threshold for this network, from its own float32 rounding.
+
+    Two float32 evaluations of the same network (the cached, batched,
+    fused-weight engine and the uncached eager module) each differ from the
+    exact logits by a rounding error whose scale, for a fixed network and
+    input, does not depend on the summation order (Higham-Mary: |err| <=
+    lambda * sqrt(n) * u * sum|w x| for every order).  We measure the
+    reference's error against float64 on the same path, e32 = max |l32 - l64|,
+    and allow 4 e32 per side (the max over ~10^5 logits seen here is at most
+    ~1/4 of the lambda = 6 tail bound, since max |N(0,1)| over 10^5 draws is
+    ~4.4 < 6... so 4x covers the engine's own tail): two sides -> 8 e32, and
+    never less than fixtures_mt3.TIE_TOL."""
+    import torch
+    import fixtures_mt3 as fx
+
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        l32 = ref.decode_logits(ref.encode(xt), ids)
+        r64 = ref.double()
+        l64 = r64.decode_logits(r64.encode(xt.double()), ids)
+        ref.float()
+    e32 = float((l32.double() - l64).abs().max())
+    return max(8.0 * e32, fx.TIE_TOL)
+
+
+@pytest.mark.torch
+def test_engine_tokens_equal_plain_pytorch_on_ten_clips():
+    torch = pytest.importorskip("torch")
+    import fixtures_mt3 as fx
+    from mt3_infer import _engine
+    from mt3_infer.codec import decode_tokens, default_segment_starts
+    from mt3_infer.export.mt3 import reference_from_artifact
+    from mt3_infer.features import compute_features
+
+    torch.set_num_threads(2)
+    ref = reference_from_artifact(str(_bundled()))
+    engine, meta = _engine.load_engine_model(str(_bundled()), "cpu")
+    adapter = mt3_infer.load_model("offline", cache=False)
+    clean_clips = 0
+    for k, audio in enumerate(_clips()):
+        x = compute_features(audio, 16000, "mt3_reference")
+        got = engine.decode(x)[:, 0, :]
+        ids = ref.greedy(torch.from_numpy(x), 1024)
+        tol = _tie_tol(ref, x, ids[:, :-1] if ids.shape[1] > 1 else ids)
+        want, first_tie = fx.reference_greedy(ref, x, 1024, tie_tol=tol)
+        assert (want == 1).any(axis=1).all(), "a row ran to the cap: the network should end rows"
+        fx.assert_tokens_match(got, want, first_tie, min_clean=0)
+        if (first_tie == want.shape[1]).all():
+            clean_clips += 1
+            # the whole C pipeline (audio -> features -> engine -> notes) decodes to the same notes
+            starts = default_segment_starts("mt3_pytorch", x.shape[0])
+            expect = decode_tokens(want, "mt3_pytorch", starts)
+            notes = adapter.transcribe_notes(audio, 16000)
+            np.testing.assert_array_equal(notes, expect)
+    assert clean_clips >= 10
