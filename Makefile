@@ -60,6 +60,8 @@ env: venv
 
 test: env build synthdeps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@echo "== make demo (bundled model, no download)"
+	$(PY) examples/demo.py --out "$$(mktemp -d)/demo.mid"
 	$(MAKE) --no-print-directory isa-run wheel wheel-check
 
 # The numeric tests again on the code paths of other x86-64 CPUs, forced on this

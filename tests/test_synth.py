@@ -132,7 +132,7 @@ def test_same_seed_same_data(tmp_path):
     from synth import dataset
     a = dataset.write_shard(str(tmp_path / "a"), 0, 3, 0, 4, 1023)
     b = dataset.write_shard(str(tmp_path / "b"), 0, 3, 0, 4, 1023)
-    c = dataset.write_shard(str(tmp_path / "c"), 0, 4, 0, 4, 1023)
+    dataset.write_shard(str(tmp_path / "c"), 0, 4, 0, 4, 1023)
     assert a == b
     assert _digest(tmp_path / "a" / "shard_0000") == _digest(tmp_path / "b" / "shard_0000")
     assert _digest(tmp_path / "a" / "shard_0000") != _digest(tmp_path / "c" / "shard_0000")

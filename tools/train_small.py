@@ -88,14 +88,15 @@ class Shards:
         inp = np.zeros((len(rows), L), np.int64)
         tgt = np.full((len(rows), L), -100, np.int64)
         aux = np.zeros((len(rows), x.shape[1], AUX_DIM), np.float32) if frame_targets else None
+        tau = np.full((len(rows), L), np.nan, np.float32) if frame_targets else None
         for b, (s, i) in enumerate(rows):
             t = self.toks[s][self.offs[s][i]:self.offs[s][i + 1]].astype(np.int64)
             tgt[b, : len(t)] = t
             inp[b, 1: len(t)] = t[:-1]  # start token 0, then the targets shifted right
             if frame_targets:
-                frame_labels(t, int(self.segs[s][i]), aux[b])
+                tau[b, : len(t)] = frame_labels(t, int(self.segs[s][i]), aux[b])
         out = (torch.from_numpy(x), torch.from_numpy(inp), torch.from_numpy(tgt))
-        return out + (torch.from_numpy(aux),) if frame_targets else out
+        return out + (torch.from_numpy(aux), torch.from_numpy(tau)) if frame_targets else out
 
 
 # Auxiliary frame targets (training only; the head is not part of the shipped
@@ -113,7 +114,11 @@ def frame_labels(row: np.ndarray, segment: int, out: np.ndarray) -> None:
     of the segment's features covers audio [8t, 8t + 128) ms from 2.048 s x
     segment, so an event at step v lies at 10 v + (floor(204.8 i) * 10 -
     2048 i) ms on that axis.  Active: onset <= frame centre < offset (notes of
-    the tie section from 0).  Onsets: frames whose centre is within 12 ms."""
+    the tie section from 0).  Onsets: frames whose centre is within 12 ms.
+
+    Returns, per token of the row, the encoder frame whose window centre is
+    the time of the event that token belongs to (NaN for EOS): what the
+    guided-attention loss pulls the decoder's cross-attention towards."""
     from mt3_infer import _core
 
     types, values = _core.vocab_decode("mt3", row)
@@ -122,10 +127,13 @@ def frame_labels(row: np.ndarray, segment: int, out: np.ndarray) -> None:
     centres = np.arange(frames) * FRAME_MS + WINDOW_MS / 2
     now, vel, in_tie = 0.0, 1, True
     open_at = {}
-    for ty, v in zip(types.tolist(), values.tolist()):
+    when = np.full(len(row), np.nan, np.float32)
+    for k, (ty, v) in enumerate(zip(types.tolist(), values.tolist())):
         if ty == _EV_SHIFT:
             now = 10.0 * v + shift_ms
-        elif ty == _EV_TIE:
+        if row[k] != 1:  # not EOS
+            when[k] = (max(now, 0.0) - WINDOW_MS / 2) / FRAME_MS
+        if ty == _EV_TIE:
             in_tie = False
         elif ty == _EV_VELOCITY:
             vel = v
@@ -141,6 +149,47 @@ def frame_labels(row: np.ndarray, segment: int, out: np.ndarray) -> None:
             out[np.abs(centres - now) <= 12.0, 256 + v] = 1.0
     for p, start in open_at.items():
         out[centres >= start, p] = 1.0
+    return when
+
+
+def record_cross_attention(model: MT3) -> list:
+    """Make every decoder cross-attention keep its softmax weights
+    (``.last_w``, (B, heads, tokens, frames)) for the guided-attention loss;
+    the maths is the reference module's own, only the weights are kept."""
+    import types
+
+    mods = [blk.layer[1].EncDecAttention for blk in model.decoder.block]
+    for att in mods:
+        def forward(self, x, mem, mask=None):
+            b, t, _ = x.shape
+            n = mem.shape[1]
+            q = self.q(x).view(b, t, self.n_heads, self.d_kv).transpose(1, 2)
+            k = self.k(mem).view(b, n, self.n_heads, self.d_kv).transpose(1, 2)
+            v = self.v(mem).view(b, n, self.n_heads, self.d_kv).transpose(1, 2)
+            scores = torch.matmul(q, k.transpose(3, 2))
+            if mask is not None:
+                scores = scores + mask
+            w = torch.softmax(scores.float(), dim=-1).type_as(scores)
+            self.last_w = w
+            return self.o(torch.matmul(w, v).transpose(1, 2).reshape(b, t, -1))
+        att.forward = types.MethodType(forward, att)
+    return mods
+
+
+def guided_attention_loss(mods: list, tau: "torch.Tensor", sigma: float = 6.0) -> "torch.Tensor":
+    """Mean attention mass away from each token's event frame (Tachibana et
+    al. 2017's guided attention): sum_j w_ij (1 - exp(-(j - tau_i)^2 / 2 sigma^2))."""
+    frames = mods[0].last_w.shape[-1]
+    j = torch.arange(frames, dtype=torch.float32, device=tau.device)
+    valid = ~torch.isnan(tau)
+    t = torch.where(valid, tau, torch.zeros_like(tau))
+    g = 1.0 - torch.exp(-((j[None, None, :] - t[:, :, None]) ** 2) / (2 * sigma * sigma))  # B,L,F
+    g = g * valid[:, :, None]
+    total = 0.0
+    for m in mods:
+        total = total + (m.last_w.float() * g[:, None]).sum(-1).sum(1)  # B,L summed over heads
+    denom = valid.sum() * len(mods) * mods[0].last_w.shape[1]
+    return total.sum() / denom.clamp(min=1)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int):
@@ -195,6 +244,7 @@ def build_model(dims: dict, seed: int) -> MT3:
 
 
 def loss_fn(model: MT3, x, inp, tgt, aux_head=None, frames=None, aux_weight=0.0):
+    """Token CE (+ the frame loss when ``aux_weight``): (loss, logits, aux or None)."""
     enc = model.encode(x)
     logits = model.decode_logits(enc, inp)
     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
@@ -315,6 +365,12 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--aux-weight", type=float, default=1.0,
                     help="weight of the training-only frame loss on the encoder (0 = off)")
+    ap.add_argument("--guide-weight", type=float, default=1.0,
+                    help="weight of the training-only guided cross-attention loss (0 = off)")
+    ap.add_argument("--guide-from", type=int, default=0,
+                    help="first step with the guided-attention loss (the shipped run: see tools/README.md)")
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop (and checkpoint) at this step, keeping the --steps schedule")
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
@@ -394,30 +450,45 @@ def main(argv=None):
         os.replace(tmp, last)
 
     log_path = os.path.join(a.out, "log.csv")
+    header = ["step", "wall_s", "lr", "train_loss", "aux_loss", "guide_loss", "val_loss",
+              "val_token_acc", "segments_per_s"]
+    if os.path.exists(log_path):
+        with open(log_path) as fh:
+            old = fh.readline().strip().split(",")
+        if old != header:  # a log of an older version of this script: keep it beside
+            k = 1
+            while os.path.exists(os.path.join(a.out, f"log_part{k}.csv")):
+                k += 1
+            os.replace(log_path, os.path.join(a.out, f"log_part{k}.csv"))
     new_log = not os.path.exists(log_path)
     logf = open(log_path, "a", newline="")
     log = csv.writer(logf)
     if new_log:
-        log.writerow(["step", "wall_s", "lr", "train_loss", "aux_loss", "val_loss", "val_token_acc",
-                      "segments_per_s"])
+        log.writerow(header)
     per_epoch = len(data) // a.batch_size
     t_start = time.time()
-    t_log, run_loss, run_aux, run_n = time.time(), 0.0, 0.0, 0
+    t_log, run_loss, run_aux, run_guide, run_n = time.time(), 0.0, 0.0, 0.0, 0
     epoch_cache = {}
+    guided = record_cross_attention(model)
     model.train()
-    while step < a.steps and not stop["flag"]:
+    while step < a.steps and not stop["flag"] and not (a.stop_at and step >= a.stop_at):
         epoch, within = divmod(step, per_epoch)
         if epoch not in epoch_cache:
             epoch_cache = {epoch: epoch_batches(data.lengths, a.batch_size, a.seed, epoch)}
-        use_aux = a.aux_weight > 0
+        use_guide = a.guide_weight > 0 and step >= a.guide_from
+        use_aux = a.aux_weight > 0 or use_guide
         batch = data.batch(epoch_cache[epoch][within], frame_targets=use_aux)
         x, inp, tgt = (t.to(device) for t in batch[:3])
         frames = batch[3].to(device) if use_aux else None
+        tau = batch[4].to(device) if use_aux else None
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a.lr, a.warmup, a.steps)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _, aux = loss_fn(model, x, inp, tgt, aux_head, frames, a.aux_weight)
         total = loss + a.aux_weight * aux if aux is not None else loss
+        guide = guided_attention_loss(guided, tau) if use_guide else None
+        if guide is not None:
+            total = total + a.guide_weight * guide
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -425,6 +496,7 @@ def main(argv=None):
         step += 1
         run_loss += float(loss.detach())
         run_aux += float(aux.detach()) if aux is not None else 0.0
+        run_guide += float(guide.detach()) if guide is not None else 0.0
         run_n += 1
         if step % a.log_every == 0 or step == a.steps:
             vl, va = ("", "")
@@ -433,11 +505,13 @@ def main(argv=None):
                 vl, va = round(vl, 4), round(va, 4)
             rate = run_n * a.batch_size / (time.time() - t_log)
             log.writerow([step, round(time.time() - t_start, 1), f"{lr_at(step, a.lr, a.warmup, a.steps):.2e}",
-                          round(run_loss / run_n, 4), round(run_aux / run_n, 4), vl, va, round(rate, 1)])
+                          round(run_loss / run_n, 4), round(run_aux / run_n, 4), round(run_guide / run_n, 4),
+                          vl, va, round(rate, 1)])
             logf.flush()
-            print(f"step {step}  loss {run_loss / run_n:.4f}  aux {run_aux / run_n:.4f}  val {vl} acc {va}  "
+            print(f"step {step}  loss {run_loss / run_n:.4f}  aux {run_aux / run_n:.4f}  "
+                  f"guide {run_guide / run_n:.4f}  val {vl} acc {va}  "
                   f"{rate:.1f} seg/s", flush=True)
-            t_log, run_loss, run_aux, run_n = time.time(), 0.0, 0.0, 0
+            t_log, run_loss, run_aux, run_guide, run_n = time.time(), 0.0, 0.0, 0.0, 0
         if step % a.ckpt_every == 0:
             save()
         if a.max_minutes and time.time() - t_start > a.max_minutes * 60:

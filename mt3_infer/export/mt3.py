@@ -22,7 +22,6 @@ records the lower bound.
 """
 
 import json
-import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, replace

@@ -276,14 +276,8 @@ def make_clip(seed: int, duration: float = None, scenario: str = None, group: st
             groups = groups[:-1] + ["drums"]
     sections = _sections(rng, dur_steps) if rng.random() < 0.7 else None  # shared tempo map
     notes: List[Note] = []
-    used_programs = set()
-    for g in groups:
-        tr = _track(rng, g, dur_steps, sections)
-        if g != "drums" and tr:
-            if tr[0].program in used_programs:  # two tracks on one program: merge is fine
-                pass
-            used_programs.add(tr[0].program)
-        notes += tr
+    for g in groups:  # two tracks may share a program: _clean resolves their overlaps
+        notes += _track(rng, g, dur_steps, sections)
     notes = _clean(notes, dur_steps)
     arr = notes_array(notes)
     info = {"seed": int(seed), "duration": dur_steps * STEP, "scenario": scenario,
