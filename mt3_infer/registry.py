@@ -275,8 +275,7 @@ _MODELS: Dict[str, Dict[str, Any]] = {
         },
         "best_for": [
             "Offline and air-gapped machines (nothing to download)",
-            "Trying the package out of the box",
-            "Solo piano and simple multi-instrument recordings",
+            "Trying the package out of the box (an early checkpoint: low accuracy, see the README)",
         ],
     },
 }

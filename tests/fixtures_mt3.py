@@ -167,11 +167,22 @@ def reference_greedy(ref, x, cap, tie_tol=TIE_TOL):
     xt = torch.from_numpy(np.ascontiguousarray(x))
     ids = ref.greedy(xt, cap)
     with torch.no_grad():
-        enc = ref.encode(xt)
-        logits = ref.decode_logits(enc, ids[:, :-1] if ids.shape[1] > 1 else ids)
+        logits = ref.decode_logits(ref.encode(xt), greedy_inputs(ids))
+    gen = ids[:, 1:].numpy()
+    return gen, first_near_tie(logits, gen, tie_tol)
+
+
+def greedy_inputs(ids):
+    """Decoder inputs that reproduce every generated position of ``ids``
+    (start token first): all but the last column."""
+    return ids[:, :-1] if ids.shape[1] > 1 else ids
+
+
+def first_near_tie(logits, gen, tie_tol):
+    """Per row, the first generated position (up to and including its EOS)
+    whose top-2 logit gap is below ``tie_tol``; ``gen.shape[1]`` when none."""
     top2 = logits.topk(2, dim=-1).values
     gap = (top2[..., 0] - top2[..., 1]).numpy()
-    gen = ids[:, 1:].numpy()
     n = gen.shape[1]
     first_tie = np.full(gen.shape[0], n)
     for b in range(gen.shape[0]):
@@ -181,7 +192,7 @@ def reference_greedy(ref, x, cap, tie_tol=TIE_TOL):
         ties = np.nonzero(gap[b, :last] < tie_tol)[0]
         if len(ties):
             first_tie[b] = ties[0]
-    return gen, first_tie
+    return first_tie
 
 
 def assert_tokens_match(got, want, first_tie, min_clean):

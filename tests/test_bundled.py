@@ -108,9 +108,10 @@ def test_offline_errors_point_to_the_bundled_model(tmp_path, monkeypatch):
 # Engine and pipeline vs plain PyTorch on the bundled weights
 # ---------------------------------------------------------------------------
 
-def _clips(n=16, seconds=4.0):
-    """Held-out clips: rendered evaluation material when FluidSynth is here,
-    else 4 s windows of the committed demo audio."""
+def _clips(n=24, seconds=2.0):
+    """Held-out clips of one 2.048 s segment each (rendered evaluation
+    material when FluidSynth is here, else windows of the committed demo
+    audio): one row per clip, so a near-tie in one row costs one clip."""
     try:
         from synth import evalset, render
         if not render.missing():
@@ -130,7 +131,7 @@ def _clips(n=16, seconds=4.0):
     return [audio[k * step: k * step + int(seconds * sr)] for k in range(n)]
 
 
-def _tie_tol(ref, x, ids):
+def _tie_tol(l32, l64):
     """Near-tie threshold for this network, from its own float32 rounding.
 
     Two float32 evaluations of the same network (the cached, batched,
@@ -143,17 +144,8 @@ def _tie_tol(ref, x, ids):
     already in the tail, ~4 standard deviations), allow the engine as much
     again with a factor 2 for its tail: |l_engine - l_ref| <= 3 e32, and use
     4 e32, never less than fixtures_mt3.TIE_TOL (the random-network bound)."""
-    import torch
     import fixtures_mt3 as fx
 
-    xt = torch.from_numpy(x)
-    with torch.no_grad():
-        l32 = ref.decode_logits(ref.encode(xt), ids)
-        r64 = ref.double()
-        try:
-            l64 = r64.decode_logits(r64.encode(xt.double()), ids)
-        finally:
-            ref.float()
     e32 = float((l32.double() - l64).abs().max())
     return max(4.0 * e32, fx.TIE_TOL)
 
@@ -171,15 +163,21 @@ def test_engine_tokens_equal_plain_pytorch_on_held_out_clips():
     from mt3_infer.features import compute_features
 
     ref = reference_from_artifact(str(_bundled()))
+    ref64 = reference_from_artifact(str(_bundled())).double()
     engine, meta = _engine.load_engine_model(str(_bundled()), "cpu")
     adapter = mt3_infer.load_model("offline", cache=False, max_new_tokens=CAP)
     clean_clips, ended = 0, 0
     for k, audio in enumerate(_clips()):
         x = compute_features(audio, 16000, "mt3_reference")
         got = engine.decode(x, max_new_tokens=CAP)[:, 0, :]
-        ids = ref.greedy(torch.from_numpy(x), CAP)
-        tol = _tie_tol(ref, x, ids[:, :-1] if ids.shape[1] > 1 else ids)
-        want, first_tie = fx.reference_greedy(ref, x, CAP, tie_tol=tol)
+        xt = torch.from_numpy(x)
+        ids = ref.greedy(xt, CAP)  # the anchor's uncached loop on the plain module
+        inp = fx.greedy_inputs(ids)
+        with torch.no_grad():
+            l32 = ref.decode_logits(ref.encode(xt), inp)
+            l64 = ref64.decode_logits(ref64.encode(xt.double()), inp)
+        want = ids[:, 1:].numpy()
+        first_tie = fx.first_near_tie(l32, want, _tie_tol(l32, l64))
         fx.assert_tokens_match(got, want, first_tie, min_clean=0)
         ended += int((want == 1).any(axis=1).sum())
         if (first_tie == want.shape[1]).all():
@@ -191,5 +189,7 @@ def test_engine_tokens_equal_plain_pytorch_on_held_out_clips():
             np.testing.assert_array_equal(notes, expect)
     # rows are compared up to their first near-tie in every clip; at least ten
     # clips must be free of near-ties, i.e. equal token for token throughout
-    assert clean_clips >= 10, f"only {clean_clips} of 16 clips free of near-ties"
+    print(f"clips free of near-ties: {clean_clips} of 24; rows ended by EOS: {ended}")
+    # 21 of the 24 were free of near-ties here (AVX-512), on the forced AVX2 and SSE paths too
+    assert clean_clips >= 10, f"only {clean_clips} of 24 clips free of near-ties"
     assert ended > 0  # the network ends rows with a real EOS

@@ -22,7 +22,7 @@ from synth import material, tokens  # noqa: E402
 from mt3_infer.codec import decode_tokens  # noqa: E402
 
 
-def _key(notes, from_decoder=False):
+def _key(notes):
     out = []
     for n in notes:
         prog = 0 if n["is_drum"] else int(n["program"])

@@ -42,11 +42,14 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from mt3_infer import _core  # noqa: E402
 from mt3_infer.export.mt3 import MT3, MT3Config  # noqa: E402
+from synth import tokens  # noqa: E402
 
 #: The shipped dimensions (23.4 MB of float32 weights, under the 25 MB budget).
 SMALL = dict(d_model=192, n_heads=3, d_kv=64, d_ff=768, n_enc_layers=5, n_dec_layers=3)
@@ -74,7 +77,9 @@ class Shards:
             self.segs.append(np.load(os.path.join(d, "segments.npy"))["segment"])
             self.index += [(s, i) for i in range(f.shape[0])]
         self.lengths = np.array([self.offs[s][i + 1] - self.offs[s][i] for s, i in self.index])
-        self.dirs = dirs
+        # ms from segment i's exact audio start (2.048 s x i) to its token start (floored to 10 ms)
+        n_seg = int(max(int(g.max()) for g in self.segs)) + 1
+        self.shift_ms = tokens.segment_steps(n_seg) * 10.0 - 2048.0 * np.arange(n_seg)
 
     def __len__(self):
         return len(self.index)
@@ -94,7 +99,7 @@ class Shards:
             tgt[b, : len(t)] = t
             inp[b, 1: len(t)] = t[:-1]  # start token 0, then the targets shifted right
             if frame_targets:
-                tau[b, : len(t)] = frame_labels(t, int(self.segs[s][i]), aux[b])
+                tau[b, : len(t)] = frame_labels(t, float(self.shift_ms[self.segs[s][i]]), aux[b])
         out = (torch.from_numpy(x), torch.from_numpy(inp), torch.from_numpy(tgt))
         return out + (torch.from_numpy(aux), torch.from_numpy(tau)) if frame_targets else out
 
@@ -103,27 +108,26 @@ class Shards:
 # network): per encoder frame, which pitches sound at the window centre, which
 # pitches and which drum keys start near it.
 AUX_DIM = 3 * 128
-_EV_SHIFT, _EV_PITCH, _EV_VELOCITY, _EV_TIE, _EV_DRUM = 3, 4, 5, 6, 8
+_EV = {name: i for i, name in enumerate(_core.EVENT_TYPE_NAMES)}  # the C codec's event types
+_EV_SHIFT, _EV_PITCH, _EV_VELOCITY, _EV_TIE, _EV_DRUM = (
+    _EV["shift"], _EV["pitch"], _EV["velocity"], _EV["tie"], _EV["drum"])
 FRAME_MS, WINDOW_MS = 8.0, 128.0
 
 
-def frame_labels(row: np.ndarray, segment: int, out: np.ndarray) -> None:
-    """Fill ``out`` (frames, AUX_DIM) from one token row of segment ``segment``.
+def frame_labels(row: np.ndarray, shift_ms: float, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (frames, AUX_DIM) from one token row of segment i.
 
     Event times are steps from the segment's start floored to 10 ms; frame t
     of the segment's features covers audio [8t, 8t + 128) ms from 2.048 s x
-    segment, so an event at step v lies at 10 v + (floor(204.8 i) * 10 -
-    2048 i) ms on that axis.  Active: onset <= frame centre < offset (notes of
+    i, so an event at step v lies at 10 v + ``shift_ms`` on that axis, with
+    ``shift_ms`` = floored start - exact start (Shards.shift_ms).  Active: onset <= frame centre < offset (notes of
     the tie section from 0).  Onsets: frames whose centre is within 12 ms.
 
     Returns, per token of the row, the encoder frame whose window centre is
     the time of the event that token belongs to (NaN for EOS): what the
     guided-attention loss pulls the decoder's cross-attention towards."""
-    from mt3_infer import _core
-
     types, values = _core.vocab_decode("mt3", row)
     frames = out.shape[0]
-    shift_ms = (segment * 2048 // 10) * 10 - 2048 * segment
     centres = np.arange(frames) * FRAME_MS + WINDOW_MS / 2
     now, vel, in_tie = 0.0, 1, True
     open_at = {}
@@ -153,26 +157,11 @@ def frame_labels(row: np.ndarray, segment: int, out: np.ndarray) -> None:
 
 
 def record_cross_attention(model: MT3) -> list:
-    """Make every decoder cross-attention keep its softmax weights
-    (``.last_w``, (B, heads, tokens, frames)) for the guided-attention loss;
-    the maths is the reference module's own, only the weights are kept."""
-    import types
-
+    """The decoder's cross-attention modules, set to keep their softmax
+    weights (``.last_w``, (B, heads, tokens, frames)) for the guided-attention loss."""
     mods = [blk.layer[1].EncDecAttention for blk in model.decoder.block]
     for att in mods:
-        def forward(self, x, mem, mask=None):
-            b, t, _ = x.shape
-            n = mem.shape[1]
-            q = self.q(x).view(b, t, self.n_heads, self.d_kv).transpose(1, 2)
-            k = self.k(mem).view(b, n, self.n_heads, self.d_kv).transpose(1, 2)
-            v = self.v(mem).view(b, n, self.n_heads, self.d_kv).transpose(1, 2)
-            scores = torch.matmul(q, k.transpose(3, 2))
-            if mask is not None:
-                scores = scores + mask
-            w = torch.softmax(scores.float(), dim=-1).type_as(scores)
-            self.last_w = w
-            return self.o(torch.matmul(w, v).transpose(1, 2).reshape(b, t, -1))
-        att.forward = types.MethodType(forward, att)
+        att.keep_weights = True
     return mods
 
 
@@ -270,8 +259,7 @@ def evaluate(model, data: Shards, ids, bs, autocast):
     tot, n, correct = 0.0, 0, 0
     for b in range(0, len(ids), bs):
         x, inp, tgt = data.batch(ids[b: b + bs])
-        with torch.autocast(x.device.type if x.device.type != "cpu" else "cpu", dtype=torch.bfloat16,
-                            enabled=autocast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
             loss, logits, _ = loss_fn(model, x, inp, tgt)
         m = tgt != -100
         tot += float(loss) * int(m.sum())

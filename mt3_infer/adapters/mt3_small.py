@@ -43,14 +43,10 @@ class MT3SmallAdapter(MT3PyTorchAdapter):
 
     def load_model(self, checkpoint_path=None, device="auto"):
         if checkpoint_path is None:
-            from .. import download, registry
+            from .. import download
 
-            bad = download.missing_files("mt3_small")
-            if bad:
-                from ..exceptions import CheckpointError
-
-                raise CheckpointError(download.bundled_missing_message("mt3_small", bad))
-            checkpoint_path = registry.default_checkpoint_path("mt3_small")
+            # the bundled file's path; CheckpointError naming it when missing or damaged
+            checkpoint_path = download.fetch_model_files("mt3_small", quiet=True)
         return super().load_model(checkpoint_path, device=device)
 
 

@@ -172,6 +172,10 @@ class _Attention(nn.Module):
         self.k = nn.Linear(d, a, bias=False)
         self.v = nn.Linear(d, a, bias=False)
         self.o = nn.Linear(a, d, bias=False)
+        # set True to keep the softmax weights of the last call in .last_w
+        # (B, heads, t, s); tools/train_small.py's guided-attention loss reads them
+        self.keep_weights = False
+        self.last_w: Optional[Tensor] = None
 
     def forward(self, x: Tensor, mem: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         b, t, _ = x.shape
@@ -183,6 +187,8 @@ class _Attention(nn.Module):
         if mask is not None:
             scores = scores + mask
         w = torch.softmax(scores.float(), dim=-1).type_as(scores)
+        if self.keep_weights:
+            self.last_w = w
         out = torch.matmul(w, v).transpose(1, 2).reshape(b, t, -1)
         return self.o(out)
 
@@ -746,39 +752,46 @@ def reference_from_artifact(path: str) -> MT3:
     a, f = cfg.inner, cfg.d_ff
     with torch.no_grad():
         for stack, table in ((ref.encoder, "enc_pe"), (ref.decoder, "dec_pe")):
-            want = sinusoid_table(stack.pos_emb.inv_freq, p[table].shape[0])
-            if not torch.equal(want, p[table]):
+            # Not bit-equal across CPUs: inv_freq = 10000^(-2i/d) comes from powf
+            # (1-2 ulp apart between vector and scalar paths), the angle p*w is
+            # rounded once more, and sin/cos add ~1 ulp.  Entry bound:
+            # |angle| * 4 * 2^-24 + 8 * 2^-24; another inv_freq moves entries by O(1).
+            n = p[table].shape[0]
+            want = sinusoid_table(stack.pos_emb.inv_freq, n)
+            ang = torch.outer(torch.arange(n, dtype=torch.float32), stack.pos_emb.inv_freq.float())
+            bound = (torch.cat([ang, ang], dim=-1).abs() * 4.0 + 8.0) * 2.0 ** -24
+            if not bool(((want - p[table]).abs() <= bound).all()):
                 raise CheckpointError(f"{path!r}: position table {table} is not the default one")
-        ref.proj.weight.copy_(p["w_proj"])
-        for i, blk in enumerate(ref.encoder.block):
-            q = f"enc_layers.{i}."
-            att, dd = blk.layer[0].SelfAttention, blk.layer[1].DenseReluDense
-            blk.layer[0].layer_norm.weight.copy_(p[q + "ln0"])
+        def self_attn(layer, q):  # norm + fused Q/K/V + output of one self-attention sublayer
+            att = layer.SelfAttention
+            layer.layer_norm.weight.copy_(p[q + "ln0"])
             for j, lin in enumerate((att.q, att.k, att.v)):
                 lin.weight.copy_(p[q + "wqkv"][j * a:(j + 1) * a])
             att.o.weight.copy_(p[q + "wo"])
-            blk.layer[1].layer_norm.weight.copy_(p[q + "ln1"])
+
+        def ff(layer, q, ln):  # norm + fused gate of one feed-forward sublayer
+            dd = layer.DenseReluDense
+            layer.layer_norm.weight.copy_(p[q + ln])
             dd.wi_0.weight.copy_(p[q + "wi"][:f])
             dd.wi_1.weight.copy_(p[q + "wi"][f:])
             dd.wo.weight.copy_(p[q + "wff"])
+
+        ref.proj.weight.copy_(p["w_proj"])
+        for i, blk in enumerate(ref.encoder.block):
+            self_attn(blk.layer[0], f"enc_layers.{i}.")
+            ff(blk.layer[1], f"enc_layers.{i}.", "ln1")
         ref.encoder.final_layer_norm.weight.copy_(p["enc_ln"])
         for i, blk in enumerate(ref.decoder.block):
             q = f"dec_layers.{i}."
-            att, cat_, dd = blk.layer[0].SelfAttention, blk.layer[1].EncDecAttention, blk.layer[2].DenseReluDense
-            blk.layer[0].layer_norm.weight.copy_(p[q + "ln0"])
-            for j, lin in enumerate((att.q, att.k, att.v)):
-                lin.weight.copy_(p[q + "wqkv"][j * a:(j + 1) * a])
-            att.o.weight.copy_(p[q + "wo"])
+            self_attn(blk.layer[0], q)
+            cross = blk.layer[1].EncDecAttention
             blk.layer[1].layer_norm.weight.copy_(p[q + "ln1"])
-            cat_.q.weight.copy_(p[q + "wq_c"])
-            cat_.o.weight.copy_(p[q + "wo_c"])
+            cross.q.weight.copy_(p[q + "wq_c"])
+            cross.o.weight.copy_(p[q + "wo_c"])
             kv = p["w_cross_kv"][i * 2 * a:(i + 1) * 2 * a]
-            cat_.k.weight.copy_(kv[:a])
-            cat_.v.weight.copy_(kv[a:])
-            blk.layer[2].layer_norm.weight.copy_(p[q + "ln2"])
-            dd.wi_0.weight.copy_(p[q + "wi"][:f])
-            dd.wi_1.weight.copy_(p[q + "wi"][f:])
-            dd.wo.weight.copy_(p[q + "wff"])
+            cross.k.weight.copy_(kv[:a])
+            cross.v.weight.copy_(kv[a:])
+            ff(blk.layer[2], q, "ln2")
         ref.decoder_embed_tokens.weight.copy_(p["embed"])
         ref.decoder.final_layer_norm.weight.copy_(p["dec_ln"])
         ref.lm_head.weight.copy_(p["lm_head"])

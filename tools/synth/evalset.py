@@ -17,7 +17,6 @@ from synth import material
 
 EVAL_BASE = 9_000_000_000
 SETS = tuple(material.GROUPS) + ("ensemble",)
-MULTI_SETS = SETS  # "the multi-instrument set": every group plus the ensembles
 
 
 def eval_seed(set_name: str, k: int) -> int:

@@ -33,11 +33,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from mt3_infer.codec import notes_to_midi
 
-    notes, info = material.make_clip(a.seed, duration=a.seconds, scenario="solo_piano")
-    arr = np.zeros(len(notes), [("onset", "f8"), ("offset", "f8"), ("pitch", "i4"), ("velocity", "i4"),
-                                ("program", "i4"), ("is_drum", "?")])
-    for f in arr.dtype.names:
-        arr[f] = notes[f]
+    arr, info = material.make_clip(a.seed, duration=a.seconds, scenario="solo_piano")
     mid_path = os.path.join(a.out, "demo.mid")
     with open(mid_path, "wb") as fh:
         fh.write(notes_to_midi(arr, "pretty", auto_filter=False))

@@ -16,6 +16,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from mt3_infer import codec
+
 STEP = 0.01  # codec time resolution (s)
 MIN_DUR_STEPS = 4  # 40 ms
 MAX_DUR_STEPS = 300  # 3 s
@@ -48,9 +50,6 @@ CHORDS = ((0, 4, 7), (0, 3, 7), (0, 4, 7, 11), (0, 3, 7, 10), (0, 4, 7, 10), (0,
 # GM drum keys by role.
 KICK, SNARE, HATS, TOMS, CYMBALS, PERC = (35, 36), (38, 40, 37, 39), (42, 44, 46), \
     (41, 43, 45, 47, 48, 50), (49, 51, 52, 55, 57, 59), (54, 56, 60, 61, 62, 63, 64, 69, 70, 75, 76)
-
-NOTE_FIELDS = ("onset", "offset", "pitch", "velocity", "program", "is_drum")
-
 
 @dataclass
 class Note:
@@ -285,8 +284,7 @@ def make_clip(seed: int, duration: float = None, scenario: str = None, group: st
     return arr, info
 
 
-NOTE_DTYPE = np.dtype([("onset", "f8"), ("offset", "f8"), ("pitch", "i4"), ("velocity", "i4"),
-                       ("program", "i4"), ("is_drum", "?")])
+NOTE_DTYPE = codec.NOTE_DTYPE  # the package's note array (decode_tokens / notes_to_midi)
 
 
 def notes_array(notes: List[Note]) -> np.ndarray:
@@ -295,12 +293,3 @@ def notes_array(notes: List[Note]) -> np.ndarray:
         arr[i] = (n.on * STEP, (n.off if not n.is_drum else n.on + 1) * STEP, n.pitch, n.velocity,
                   n.program, n.is_drum)
     return arr
-
-
-def group_of(program: int, is_drum: bool) -> str:
-    if is_drum:
-        return "drums"
-    for g, spec in GROUPS.items():
-        if g != "drums" and program in spec["programs"]:
-            return g
-    return "other"
