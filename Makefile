@@ -19,7 +19,7 @@ SYNTH_FILES := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6
                /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 CONSTRAINTS := constraints-dev.txt
 
-.PHONY: all sysdeps synthdeps venv env build demo test test-isa isa-run wheel test-wheel wheel-check test-fast bench bench-accuracy asan fidelity clean
+.PHONY: all sysdeps synthdeps venv env build demo test test-isa isa-run wheel test-wheel wheel-check test-fast bench bench-accuracy asan fidelity anchor-suite anchor-suite-readme clean
 
 all: build
 
@@ -104,6 +104,16 @@ FIDELITY_ARGS ?=
 fidelity: build
 	MT3_ANCHOR_PYTHON=$(MT3_ANCHOR_PYTHON) MT3_ANCHOR_TOOLS=$(MT3_ANCHOR_TOOLS) \
 	    $(PY) tools/fidelity/run_all.py $(FIDELITY_ARGS)
+
+# mt3-infer 0.2.0's own test suite (from its PyPI wheel) against this package's wheel, in a venv of
+# its own; prints passed/failed and a class for every non-pass. Needs PyPI; not part of `make test`.
+# ANCHOR_EXTRA: a folder or git directory with GitHub main's later test files (optional).
+ANCHOR_EXTRA ?=
+ANCHOR_SUITE = $(PY) tools/anchor_suite/run.py $(if $(ANCHOR_EXTRA),--extra $(ANCHOR_EXTRA))
+anchor-suite: wheel
+	$(ANCHOR_SUITE) --check-readme
+anchor-suite-readme: wheel
+	$(ANCHOR_SUITE) --write-readme
 
 # AddressSanitizer + UBSan build of _core (no engine), run on the torch-free tests.
 ASAN_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_codec.py tests/test_notes.py tests/test_midi.py tests/test_wav.py

@@ -108,40 +108,50 @@ _PREPARED = None
 _PREPARE_LOCK = threading.Lock()
 
 
-def prepare_engine():
-    """Path of the engine library, ready to dlopen: the installed torch is
-    found (without importing it), checked against the release the engine was
-    built for, and its libraries loaded globally, so the engine binds to the
-    torch of *this* environment, never to a path of the build machine.
-    Raises FrameworkError naming the problem and the fix."""
-    global _PREPARED
+def check_torch():
+    """``(version, lib_dir)`` of an installed torch the engine can bind to:
+    the engine library exists, torch is installed, and its release
+    (major.minor) is the one the engine was built against.  Raises
+    FrameworkError naming the problem and the fix.  Imports nothing."""
     lib = engine_library_path()
     if lib is None:
         raise FrameworkError(
             "the libtorch engine is not installed (mt3-infer was built without torch). "
             f"Install torch: {torch_install_hint()}, then reinstall mt3-infer."
         )
+    found = installed_torch()
+    built = built_torch()
+    if found is None:
+        raise FrameworkError(
+            "the libtorch engine needs the torch package, which is not installed in this "
+            f"environment. Install it: {torch_install_hint()}."
+        )
+    version, lib_dir = found
+    if built is not None and version is not None and _release(version) != _release(built["version"]):
+        raise FrameworkError(
+            f"the mt3-infer engine was built against torch {built['version']} but this "
+            f"environment has torch {version}; libtorch's C++ ABI changes between releases. "
+            f"Fix: {torch_install_hint()}, or rebuild mt3-infer against torch {version} with "
+            "`pip install --no-build-isolation --force-reinstall --no-deps mt3-infer` "
+            "(from its source)."
+        )
+    return version, lib_dir
+
+
+def prepare_engine():
+    """Path of the engine library, ready to dlopen: the installed torch is
+    found (without importing it), checked against the release the engine was
+    built for (:func:`check_torch`), and its libraries loaded globally, so the
+    engine binds to the torch of *this* environment, never to a path of the
+    build machine.  Raises FrameworkError naming the problem and the fix."""
+    global _PREPARED
     if os.environ.get("MT3_ENGINE_LIBRARY"):
-        return lib  # an explicit library: the caller arranged its dependencies
+        return engine_library_path()  # an explicit library: the caller arranged its dependencies
     with _PREPARE_LOCK:
         if _PREPARED is not None:
             return _PREPARED
-        found = installed_torch()
-        built = built_torch()
-        if found is None:
-            raise FrameworkError(
-                "the libtorch engine needs the torch package, which is not installed in this "
-                f"environment. Install it: {torch_install_hint()}."
-            )
-        version, lib_dir = found
-        if built is not None and version is not None and _release(version) != _release(built["version"]):
-            raise FrameworkError(
-                f"the mt3-infer engine was built against torch {built['version']} but this "
-                f"environment has torch {version}; libtorch's C++ ABI changes between releases. "
-                f"Fix: {torch_install_hint()}, or rebuild mt3-infer against torch {version} with "
-                "`pip install --no-build-isolation --force-reinstall --no-deps mt3-infer` "
-                "(from its source)."
-            )
+        lib = engine_library_path()
+        version, lib_dir = check_torch()
         for name in _TORCH_LIBS:
             p = os.path.join(lib_dir, name)
             if os.path.exists(p):

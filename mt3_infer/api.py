@@ -306,6 +306,14 @@ def list_models() -> Dict[str, Dict[str, Any]]:
     return registry.list_models()
 
 
+def _load_registry() -> Dict[str, Any]:
+    """The whole registry in mt3-infer 0.2.0's private shape
+    (``{"default", "aliases", "models"}``, as its checkpoints.yaml loaded),
+    for code written against that internal.  A copy; prefer
+    :func:`list_models` / :func:`get_model_info`."""
+    return {"default": registry.DEFAULT_MODEL, "aliases": registry.aliases(), "models": registry.list_models()}
+
+
 def get_model_info(model: str) -> Dict[str, Any]:
     """One registry entry (id or alias; a copy).  Unknown → ModelNotFoundError."""
     return registry.get_model_info(model)

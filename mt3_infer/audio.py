@@ -70,8 +70,11 @@ def _read_soundfile(path: Path, why: str) -> Tuple[np.ndarray, int]:
     return np.ascontiguousarray(data, dtype=np.float32), int(rate)
 
 
-def read_audio(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, int]:
-    """Decode a file as is: ``(float32 array (frames, channels), sample_rate)``."""
+def read_audio(path: Union[str, os.PathLike], mono: bool = False) -> Tuple[np.ndarray, int]:
+    """Decode a file as is: ``(float32 array (frames, channels), sample_rate)``;
+    ``mono=True``: the channel mean, shape ``(frames,)`` — for WAV mixed while
+    reading (in 64 KiB blocks), so a long multichannel file is never held at
+    its channel count."""
     p = Path(os.fspath(path))
     if not p.exists():
         raise AudioError(f"Audio file not found: {p}")
@@ -79,7 +82,7 @@ def read_audio(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, int]:
         raise AudioError(f"Audio path is a directory, not a file: {p}")
     if _is_wav(p):
         try:
-            return _core.read_wav(str(p))
+            return _core.read_wav(str(p), mono=mono)
         except AudioError as exc:
             if "unsupported WAV" not in str(exc):
                 raise AudioError(f"Failed to load audio from {p}: {exc}") from exc
@@ -90,49 +93,71 @@ def read_audio(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, int]:
                     f"Failed to load audio from {p}: {exc}. "
                     + _SOUNDFILE_HINT.format(what="this WAV encoding")
                 ) from exc
-            return _read_soundfile(p, "this WAV encoding")
+            return _mix(_read_soundfile(p, "this WAV encoding"), mono)
     ext = p.suffix.lower() or "(no extension)"
     if ext in (".wav", ".wave"):
         raise AudioError(_not_wav_message(p))
-    return _read_soundfile(p, f"'{ext}' files")
+    return _mix(_read_soundfile(p, f"'{ext}' files"), mono)
+
+
+def _mix(decoded: Tuple[np.ndarray, int], mono: bool) -> Tuple[np.ndarray, int]:
+    """(frames, channels) -> (frames,) channel mean (float64 sum, as the C mixer) when mono."""
+    data, rate = decoded
+    if not mono:
+        return data, rate
+    if data.shape[1] == 1:
+        return np.ascontiguousarray(data[:, 0]), rate
+    return data.mean(axis=1, dtype=np.float64).astype(np.float32), rate
 
 
 def _fft_resample(x: np.ndarray, n_out: int) -> np.ndarray:
-    """Band-limited FFT resampling along axis 0 (fallback when the C resampler is absent)."""
+    """Band-limited FFT resampling along axis 0 to ``n_out`` samples, float32.
+
+    The ideal (periodic) interpolator with ``scipy.signal.resample``'s
+    convention for the unpaired bin: with m = min(n_in, n_out) even and the
+    length changing, bin m/2 is doubled when shortening (the +/- m/2 pair
+    folds into one bin) and halved when lengthening (one bin splits into a
+    pair)."""
     n_in = x.shape[0]
     if n_out == n_in:
         return x.astype(np.float32, copy=False)
-    spec = np.fft.rfft(x.astype(np.float64), axis=0)
-    n_keep = min(spec.shape[0], n_out // 2 + 1)
-    out_spec = np.zeros((n_out // 2 + 1,) + x.shape[1:], dtype=np.complex128)
-    out_spec[:n_keep] = spec[:n_keep]
-    if n_keep == n_out // 2 + 1 and n_out % 2 == 0 and n_out < n_in:
-        out_spec[n_keep - 1] = out_spec[n_keep - 1].real  # fold the new Nyquist bin
-    y = np.fft.irfft(out_spec, n=n_out, axis=0) * (n_out / n_in)
+    m = min(n_in, n_out)
+    spec = np.fft.rfft(x.astype(np.float64), axis=0)[: m // 2 + 1]
+    if m % 2 == 0:
+        spec[m // 2] *= 2.0 if n_out < n_in else 0.5
+    y = np.fft.irfft(spec, n=n_out, axis=0) * (n_out / n_in)
     return y.astype(np.float32)
 
 
-def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int, method: Optional[str] = None) -> np.ndarray:
     """Resample ``audio`` (``(n,)`` or ``(n, channels)``) from ``orig_sr`` to ``target_sr``.
 
-    16 kHz targets use the C core's windowed-sinc resampler (``_core.resample``,
-    method ``"sinc"``: torchaudio's ``functional.resample`` defaults, which is
-    what mt3-infer 0.2.0's ``load_audio`` uses); other targets an FFT
-    resampler (``int(n * target / orig)`` samples).
-    Returns float32.
+    ``method``: ``"sinc"`` — the C core's windowed-sinc resampler
+    (torchaudio's ``functional.resample`` defaults, what mt3-infer 0.2.0's
+    ``load_audio`` uses), 16 kHz targets only; ``"fft"`` — FFT resampling to
+    ``int(n * target / orig)`` samples (``scipy.signal.resample``'s method,
+    0.2.0's ``utils.resample_audio``); None (default): sinc for 16 kHz
+    targets, else fft.  Returns float32.
     """
+    if method not in (None, "sinc", "fft"):
+        raise ValueError(f"method must be None, 'sinc' or 'fft', got {method!r}")
     # both rates: AUDIO_MIN_SR..AUDIO_MAX_SR (1 kHz .. 1 MHz), the C core's rule
     orig_sr = _core.check_sample_rate(orig_sr)
     target_sr = _core.check_sample_rate(target_sr)
     x = np.asarray(audio)
+    if x.ndim not in (1, 2):
+        raise AudioError(f"audio must be 1-D (n,) or 2-D (n, channels), got shape {x.shape}")
     if orig_sr == target_sr:
         return x.astype(np.float32, copy=False)
-    native = getattr(_core, "resample", None)
-    if native is not None and int(target_sr) == 16000 and x.ndim in (1, 2):
+    if method is None:
+        method = "sinc" if int(target_sr) == 16000 else "fft"
+    if method == "sinc":
+        if int(target_sr) != 16000:
+            raise ValueError(f"method 'sinc' resamples to 16000 Hz only, not {target_sr}; use method='fft'")
         # C core: torchaudio-style sinc to 16 kHz (mono in, mono out); channels one by one
         if x.ndim == 1:
-            return native(np.ascontiguousarray(x, dtype=np.float32), int(orig_sr), method="sinc")
-        cols = [native(np.ascontiguousarray(x[:, c], dtype=np.float32), int(orig_sr), method="sinc")
+            return _core.resample(np.ascontiguousarray(x, dtype=np.float32), int(orig_sr), method="sinc")
+        cols = [_core.resample(np.ascontiguousarray(x[:, c], dtype=np.float32), int(orig_sr), method="sinc")
                 for c in range(x.shape[1])]
         return np.stack(cols, axis=1)
     n_out = int(x.shape[0] * target_sr / orig_sr)
@@ -161,11 +186,9 @@ def load_audio(path: Union[str, os.PathLike], sr: Optional[int] = 16000,
         if isinstance(sr, float) and sr.is_integer():
             sr = int(sr)
         sr = _core.check_sample_rate(sr)  # AudioError outside 1000..1,000,000 Hz
-    data, rate = read_audio(path)
+    data, rate = read_audio(path, mono=mono)
     if data.shape[0] == 0:
         raise AudioError(f"Audio file contains no samples: {os.fspath(path)}")
-    if mono:
-        data = data[:, 0].copy() if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64).astype(np.float32)
     if sr is not None and int(sr) != rate:
         try:
             data = resample_audio(data, rate, int(sr))

@@ -52,6 +52,11 @@ class FakeAdapter(MT3Base):
             notes[i] = (float(i), i + 0.5, 60 + i % 12, 100, i % 3, i % 4 == 3)
         return notes
 
+    def preprocess(self, audio, sr):  # 0.2.0 stage hooks, unused: transcribe is overridden
+        raise NotImplementedError
+
+    forward = decode = preprocess
+
     def transcribe_notes(self, audio, sr=16000, batch_size=None):
         return self._notes(audio, sr)
 

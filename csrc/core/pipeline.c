@@ -74,6 +74,62 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Progress of one window reported as progress of the whole call. */
+typedef struct window_progress {
+    int (*cb)(void *user, int segments_done, int segments_total, int64_t tokens_done);
+    void *user;
+    int seg_offset, seg_total;
+    int64_t token_offset;
+} window_progress;
+
+static int window_progress_cb(void *user, int done, int total, int64_t tokens)
+{
+    (void)total;
+    window_progress *w = user;
+    return w->cb(w->user, w->seg_offset + done, w->seg_total, w->token_offset + tokens);
+}
+
+mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, const mt3_preset_info *pi,
+                           int n_segments, size_t n_samples, const mt3_run_opts *o)
+{
+    mt3_plan p;
+    memset(&p, 0, sizeof p);
+    const size_t elem = sizeof(float); /* caches are float32 on the CPU (fp16/bf16 only on CUDA) */
+    const int max_new = o->max_new_tokens > 0 ? o->max_new_tokens : meta->max_new_tokens;
+    /* self-attention cache: starts at min(max_len, 128) positions and doubles
+     * up to what the longest row needs (engine_torch.cpp). */
+    size_t cap = (size_t)(meta->max_len < 128 ? meta->max_len : 128);
+    while (cap < (size_t)max_new && cap < (size_t)meta->max_len)
+        cap = cap * 2 < (size_t)meta->max_len ? cap * 2 : (size_t)meta->max_len;
+    const size_t kv = 2 * (size_t)meta->n_layers * (size_t)meta->n_heads * (size_t)meta->d_kv * elem;
+    const size_t cross = kv * (size_t)meta->memory_len;
+    p.row_bytes = 2 * kv * cap + cross; /* x2: old and new cache while rows are compacted */
+    const size_t C = (size_t)meta->channels;
+    /* features of the segment, its rows, and encoder transients of about one
+     * more cross K/V per row while it is encoded */
+    p.segment_bytes = (size_t)pi->n_frames * (size_t)pi->n_bins * sizeof(float) + C * (p.row_bytes + cross);
+    p.fixed_bytes = n_samples * sizeof(float) + (size_t)n_segments * C * (size_t)max_new * sizeof(int64_t);
+    const size_t mb = (size_t)(o->max_memory_mb > 0 ? o->max_memory_mb : MT3_DEFAULT_MEMORY_MB);
+    p.budget_bytes = mb << 20;
+    size_t avail = p.budget_bytes > p.fixed_bytes ? p.budget_bytes - p.fixed_bytes : 0;
+    size_t fit = avail / (p.segment_bytes ? p.segment_bytes : 1);
+    if (fit < 1)
+        fit = 1;
+    int window = n_segments < 1 ? 1 : (fit < (size_t)n_segments ? (int)fit : n_segments);
+    int batch;
+    if (o->batch_size > 0) { /* explicit: honoured, the window a multiple of it */
+        batch = o->batch_size < n_segments ? o->batch_size : (n_segments > 0 ? n_segments : 1);
+        window = window < batch ? batch : window - window % batch;
+    } else {
+        batch = r->default_batch > 0 && r->default_batch < window ? r->default_batch : window;
+        if (window < n_segments)
+            window -= window % batch;
+    }
+    p.window = window;
+    p.batch = batch;
+    return p;
+}
+
 int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_view *audio, int sr,
                      const mt3_run_opts *opts, mt3_run_result *out, mt3_error *err)
 {
@@ -123,6 +179,7 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
     memset(&feats, 0, sizeof feats);
     mt3_tokens toks;
     memset(&toks, 0, sizeof toks);
+    int64_t *all_ids = NULL;
     double t0 = now_s();
 
     rc = mt3_audio_prepare(audio, sr, (mt3_resampler)resampler, &mono, &n, err);
@@ -132,26 +189,78 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
     double t1 = now_s();
     out->t_audio = t1 - t0;
 
-    rc = mt3_features_compute_ex(preset, mono, n, o.num_threads, MT3_STAGE_FINAL, &feats, err);
+    const int nseg = (int)mt3_features_num_segments(preset, n);
+    out->n_segments = nseg;
+    const int C = m->meta.channels;
+    const int max_new = o.max_new_tokens > 0 ? o.max_new_tokens : m->meta.max_new_tokens;
+    const mt3_plan plan = mt3_pipeline_plan(r, &m->meta, pi, nseg, n, &o);
+    out->window = plan.window;
+    out->batch = plan.batch;
+    const size_t seg_floats = (size_t)pi->n_frames * (size_t)pi->n_bins;
+    const size_t total_rows = (size_t)nseg * (size_t)C;
+    if (nseg > 0) {
+        if (max_new > m->meta.max_len) {
+            rc = mt3_error_set(err, MT3_E_VALUE, "max_new_tokens=%d exceeds this model's %d decoder positions",
+                               max_new, m->meta.max_len);
+            goto fail;
+        }
+        if ((long long)nseg * C > (1LL << 28) / max_new) {
+            rc = mt3_error_set(err, MT3_E_VALUE, "too many segments (%d) for one call", nseg);
+            goto fail;
+        }
+        all_ids = malloc(total_rows * (size_t)max_new * sizeof *all_ids);
+        feats.data = malloc((size_t)plan.window * seg_floats * sizeof *feats.data);
+        if (!all_ids || !feats.data) {
+            rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for %d segments", nseg);
+            goto fail;
+        }
+        for (size_t i = 0; i < total_rows * (size_t)max_new; i++)
+            all_ids[i] = m->meta.pad_id;
+    }
+    window_progress wp = {o.progress, o.progress_user, 0, nseg, 0};
+    int length = 0;
+    for (int w0 = 0; w0 < nseg; w0 += plan.window) {
+        const int nw = nseg - w0 < plan.window ? nseg - w0 : plan.window;
+        double ta = now_s();
+        rc = mt3_features_compute_range(preset, mono, n, (size_t)w0, (size_t)(w0 + nw), MT3_STAGE_FINAL,
+                                        o.num_threads, feats.data, NULL, err);
+        if (rc)
+            goto fail;
+        double tb = now_s();
+        out->t_features += tb - ta;
+        wp.seg_offset = w0;
+        wp.token_offset = out->row_steps;
+        mt3_decode_opts dopts = {plan.batch, max_new, o.num_threads, o.cancel,
+                                 o.progress ? window_progress_cb : NULL, &wp};
+        rc = mt3_decode_greedy(m, feats.data, nw, pi->n_frames, &dopts, &toks, err);
+        out->steps += toks.steps;
+        out->row_steps += toks.row_steps;
+        if (rc)
+            goto fail;
+        for (size_t row = 0; row < (size_t)nw * (size_t)C; row++)
+            memcpy(all_ids + ((size_t)w0 * (size_t)C + row) * (size_t)max_new,
+                   toks.ids + row * (size_t)toks.length, (size_t)toks.length * sizeof *all_ids);
+        if (toks.length > length)
+            length = toks.length;
+        mt3_tokens_free(&toks);
+        out->t_network += now_s() - tb;
+    }
     free(mono);
     mono = NULL;
-    if (rc)
-        goto fail;
-    double t2 = now_s();
-    out->t_features = t2 - t1;
-    out->n_segments = feats.n_segments;
-
-    mt3_decode_opts dopts = {o.batch_size > 0 ? o.batch_size : r->default_batch, o.max_new_tokens,
-                             o.num_threads, o.cancel, o.progress, o.progress_user};
-    rc = mt3_decode_greedy(m, feats.data, feats.n_segments, pi->n_frames, &dopts, &toks, err);
     mt3_features_free(&feats);
-    if (rc)
-        goto fail;
     double t3 = now_s();
-    out->t_network = t3 - t2;
-    out->steps = toks.steps;
-    out->row_steps = toks.row_steps;
-    out->token_length = toks.length;
+    /* One token array as a single whole-file decode gives: rows padded with
+     * pad_id to the longest row of the call. */
+    if (length < max_new)
+        for (size_t row = 0; row < total_rows; row++)
+            memmove(all_ids + row * (size_t)length, all_ids + row * (size_t)max_new,
+                    (size_t)length * sizeof *all_ids);
+    toks.ids = all_ids;
+    all_ids = NULL;
+    toks.n_segments = nseg;
+    toks.channels = C;
+    toks.length = length;
+    out->token_length = length;
 
     if (o.want_midi) {
         rc = mt3_tokens_to_midi(r->scheme, toks.ids, (size_t)toks.n_segments, (size_t)toks.channels,
@@ -169,6 +278,7 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
 
 fail:
     free(mono);
+    free(all_ids);
     mt3_features_free(&feats);
     mt3_tokens_free(&toks);
     mt3_run_result_free(out);

@@ -81,6 +81,11 @@ typedef struct mt3_run_opts {
     int preset_override; /* < 0 (default): the recipe's spectrogram preset; else an mt3_preset with
                             the same bins and a frame count the network accepts (e.g.
                             MT3_PRESET_MT3_REFERENCE, the features the MT3 checkpoint was trained on) */
+    int max_memory_mb;   /* working-memory budget of the call in MiB (<= 0: MT3_DEFAULT_MEMORY_MB):
+                            features are computed and decoded in windows of segments sized so that
+                            the 16 kHz audio, the token buffer, one window of features and the
+                            decoder caches of one batch fit (mt3_pipeline_plan).  An explicit
+                            batch_size is honoured even when it exceeds the budget. */
     const volatile int *cancel; /* optional, see mt3_decode_opts */
     int (*progress)(void *user, int segments_done, int segments_total, int64_t tokens_done);
     void *progress_user;        /* optional progress callback, see mt3_decode_opts */
@@ -90,6 +95,24 @@ typedef struct mt3_run_opts {
  * midi_flags = the recipe's default_midi_flags. */
 mt3_run_opts mt3_run_opts_default(const mt3_recipe *r);
 
+#define MT3_DEFAULT_MEMORY_MB 2048
+
+/* How a call is cut: `window` segments of features at a time, decoded in
+ * batches of `batch` (batch <= window, window a multiple of batch unless it
+ * is all segments).  row_bytes: the decoder cache of one row at the
+ * largest size it can reach (self-attention grown to cover max_new tokens,
+ * twice for the copy while rows are compacted, plus cross K/V);
+ * segment_bytes: one segment's features plus its rows and encoder
+ * transients. */
+typedef struct mt3_plan {
+    int window, batch;
+    size_t row_bytes, segment_bytes, fixed_bytes, budget_bytes;
+} mt3_plan;
+
+/* The plan for n_segments segments of n_samples 16 kHz samples. */
+mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, const mt3_preset_info *pi,
+                           int n_segments, size_t n_samples, const mt3_run_opts *o);
+
 typedef struct mt3_run_result {
     uint8_t *midi;     /* malloc'ed SMF bytes (want_midi), else NULL */
     size_t midi_len;
@@ -98,6 +121,7 @@ typedef struct mt3_run_result {
     int token_length;  /* columns of the token array */
     int64_t steps;     /* decoder steps (all batches) */
     int64_t row_steps; /* tokens computed (sum over rows of their generated length) */
+    int window, batch; /* segments per feature window and per decoder batch (the plan) */
     size_t samples_16k;
     double t_audio, t_features, t_network, t_notes; /* seconds per stage (monotonic clock) */
 } mt3_run_result;

@@ -1,6 +1,8 @@
 /* RIFF/WAVE reader (see wav.h). */
 #include "core/wav.h"
 
+#include "core/audio.h"
+
 #include <errno.h>
 #include <float.h>
 #include <math.h>
@@ -351,19 +353,35 @@ static void convert(const uint8_t *src, size_t n, const mt3_wav_info *info, floa
     }
 }
 
-int mt3_wav_read(mt3_wav_reader *r, const mt3_wav_info *info, float *dst, mt3_error *err)
+/* Decode all frames chunk by chunk; each chunk's interleaved float32 samples
+ * go to dst directly (mono == 0) or are mixed to one channel per frame into
+ * dst through mt3_audio_mix_mono (mono != 0, a chunk-sized scratch buffer):
+ * the file is never held whole at its channel count. */
+static int wav_read_impl(mt3_wav_reader *r, const mt3_wav_info *info, float *dst, int mono,
+                         mt3_error *err)
 {
     const size_t block = (size_t)info->channels * (size_t)info->container_bytes;
     size_t frames_per_chunk = (1u << 16) / block;
     if (frames_per_chunk == 0)
         frames_per_chunk = 1;
+    const int mix = mono && info->channels > 1;
     uint8_t *buf = NULL;
+    float *scratch = NULL;
     if (!r->mem) {
         buf = malloc(frames_per_chunk * block);
         if (!buf)
             return mt3_error_set(err, MT3_E_NOMEM, "out of memory reading WAV data");
     }
+    if (mix) {
+        scratch = malloc(frames_per_chunk * (size_t)info->channels * sizeof *scratch);
+        if (!scratch) {
+            free(buf);
+            return mt3_error_set(err, MT3_E_NOMEM, "out of memory reading WAV data");
+        }
+    }
+    const size_t out_ch = mono ? 1 : (size_t)info->channels;
     uint64_t done = 0;
+    int rc = MT3_OK;
     while (done < info->frames) {
         uint64_t todo = info->frames - done;
         size_t nf = todo < frames_per_chunk ? (size_t)todo : frames_per_chunk;
@@ -372,21 +390,41 @@ int mt3_wav_read(mt3_wav_reader *r, const mt3_wav_info *info, float *dst, mt3_er
         const uint8_t *src;
         if (r->mem) {
             if (off + nbytes > r->size) {
-                free(buf);
-                return mt3_error_set(err, MT3_E_AUDIO, "truncated WAV data");
+                rc = mt3_error_set(err, MT3_E_AUDIO, "truncated WAV data");
+                break;
             }
             src = r->mem + off;
         } else {
             if (src_read(r, off, buf, nbytes) != nbytes) {
-                free(buf);
-                return mt3_error_set(err, MT3_E_AUDIO, "truncated WAV: could not read %zu bytes of audio at offset %llu",
-                                     nbytes, (unsigned long long)off);
+                rc = mt3_error_set(err, MT3_E_AUDIO,
+                                   "truncated WAV: could not read %zu bytes of audio at offset %llu",
+                                   nbytes, (unsigned long long)off);
+                break;
             }
             src = buf;
         }
-        convert(src, nf * (size_t)info->channels, info, dst + done * (uint64_t)info->channels);
+        float *out = dst + done * (uint64_t)out_ch;
+        if (mix) {
+            convert(src, nf * (size_t)info->channels, info, scratch);
+            mt3_audio_view v = {scratch, MT3_SAMPLE_F32, nf, (size_t)info->channels,
+                                (ptrdiff_t)(info->channels * sizeof(float)), (ptrdiff_t)sizeof(float)};
+            mt3_audio_mix_mono(&v, 0, nf, out);
+        } else {
+            convert(src, nf * (size_t)info->channels, info, out);
+        }
         done += nf;
     }
     free(buf);
-    return MT3_OK;
+    free(scratch);
+    return rc;
+}
+
+int mt3_wav_read(mt3_wav_reader *r, const mt3_wav_info *info, float *dst, mt3_error *err)
+{
+    return wav_read_impl(r, info, dst, 0, err);
+}
+
+int mt3_wav_read_mono(mt3_wav_reader *r, const mt3_wav_info *info, float *dst, mt3_error *err)
+{
+    return wav_read_impl(r, info, dst, 1, err);
 }

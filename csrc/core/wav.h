@@ -67,6 +67,13 @@ int mt3_wav_open_memory(mt3_wav_reader *r, const void *data, uint64_t len,
 int mt3_wav_read(mt3_wav_reader *r, const mt3_wav_info *info, float *dst,
                  mt3_error *err);
 
+/* Decode all info->frames frames mixed to mono into dst (frames floats): the
+ * mean of the channels per frame, exactly as mt3_audio_mix_mono mixes a
+ * float32 (frames, channels) array, computed chunk by chunk so memory is
+ * the output plus one 64 KiB chunk. */
+int mt3_wav_read_mono(mt3_wav_reader *r, const mt3_wav_info *info, float *dst,
+                      mt3_error *err);
+
 /* Release the reader (closes the file it opened). */
 void mt3_wav_close(mt3_wav_reader *r);
 

@@ -495,30 +495,31 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     static char *kwlist[] = {"audio",       "sr",           "midi",          "notes",
                              "sort_notes",  "batch_size",   "max_new_tokens", "num_threads",
                              "allow_resample", "decode_flags", "midi_flags",  "stats",
-                             "preset",      "progress",     NULL};
+                             "preset",      "progress",     "max_memory_mb", NULL};
     PyObject *audio, *sr_o;
     int sr;
     int want_midi = 1, want_notes = 0, sort_notes = 1, batch = 0, max_new = 0, threads = 0;
-    int allow_resample = 0, stats = 0;
+    int allow_resample = 0, stats = 0, max_mb = 0;
     unsigned int decode_flags = 0;
     long long midi_flags = -1;
     const char *preset_name = NULL;
     PyObject *progress = Py_None;
     if (core_ready(self) < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzO", kwlist, &audio, &sr_o, &want_midi,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzOi", kwlist, &audio, &sr_o, &want_midi,
                                      &want_notes, &sort_notes, &batch, &max_new, &threads,
                                      &allow_resample, &decode_flags, &midi_flags, &stats,
-                                     &preset_name, &progress))
+                                     &preset_name, &progress, &max_mb))
         return NULL;
     if (progress != Py_None && !PyCallable_Check(progress))
         return PyErr_Format(PyExc_TypeError,
                             "progress must be None or a callable(segments_done, segments_total, tokens_done)");
     if (!self->ref)
         return PyErr_Format(PyExc_RuntimeError, "Model not loaded. Call load_model() before transcription.");
-    if (batch < 0 || max_new < 0 || threads < 0)
+    if (batch < 0 || max_new < 0 || threads < 0 || max_mb < 0)
         return PyErr_Format(PyExc_ValueError,
-                            "batch_size, max_new_tokens and num_threads must be positive (or None for the default)");
+                            "batch_size, max_new_tokens, num_threads and max_memory_mb must be positive "
+                            "(or None for the default)");
     mt3_preset preset_override = (mt3_preset)-1;
     if (preset_name) {
         mt3_error perr;
@@ -536,6 +537,7 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     o.batch_size = batch;
     o.max_new_tokens = max_new;
     o.num_threads = threads;
+    o.max_memory_mb = max_mb;
     o.allow_resample = allow_resample;
     o.decode_flags = decode_flags;
     if (midi_flags >= 0)
@@ -581,7 +583,8 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
         notes_obj = want_notes ? notes_array(&res.notes) : Py_NewRef(Py_None);
     if (notes_obj) {
         if (stats)
-            stats_obj = Py_BuildValue("{s:i,s:i,s:L,s:L,s:n,s:d,s:d,s:d,s:d}", "segments", res.n_segments,
+            stats_obj = Py_BuildValue("{s:i,s:i,s:i,s:i,s:L,s:L,s:n,s:d,s:d,s:d,s:d}", "segments",
+                                      res.n_segments, "window", res.window, "batch", res.batch,
                                       "token_length", res.token_length, "steps", (long long)res.steps,
                                       "row_steps", (long long)res.row_steps, "samples_16k",
                                       (Py_ssize_t)res.samples_16k, "t_audio", res.t_audio, "t_features",
@@ -648,7 +651,7 @@ static PyMethodDef AdapterCore_methods[] = {
     {"_run", (PyCFunction)(void (*)(void))AdapterCore_run, METH_VARARGS | METH_KEYWORDS,
      "_run(audio, sr, midi=True, notes=False, sort_notes=True, batch_size=0, max_new_tokens=0,\n"
      "     num_threads=0, allow_resample=False, decode_flags=0, midi_flags=-1, stats=False,\n"
-     "     preset=None, progress=None)\n"
+     "     preset=None, progress=None, max_memory_mb=0)\n"
      "-> (midi bytes | None, notes | None, stats dict | None).  GIL released throughout, taken\n"
      "back briefly (at most every ~0.2 s) to call progress(segments_done, segments_total,\n"
      "tokens_done) and, on the main thread, to honour Ctrl-C; an exception from either stops\n"

@@ -300,7 +300,30 @@ static PyObject *py_check_sample_rate(PyObject *self, PyObject *sr_o)
     return PyLong_FromLong(sr);
 }
 
+/* check_audio(audio): the C front end's validation (dtype, shape, empty,
+ * channels-first, too many channels, NaN/Inf) without mixing or resampling. */
+static PyObject *py_check_audio(PyObject *self, PyObject *audio)
+{
+    (void)self;
+    mt3_audio_view v;
+    PyArrayObject *keep = NULL;
+    if (mt3py_audio_view(audio, &v, &keep) < 0)
+        return NULL;
+    mt3_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = mt3_audio_validate(&v, &err);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(keep);
+    if (rc != MT3_OK)
+        return mt3py_raise(&err);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef feature_methods[] = {
+    {"check_audio", (PyCFunction)py_check_audio, METH_O,
+     "check_audio(audio) -> None; AudioError naming the problem (dtype, shape, empty, "
+     "channels-first, NaN/Inf) exactly as the adapters' native front end would"},
     {"check_sample_rate", (PyCFunction)py_check_sample_rate, METH_O,
      "check_sample_rate(sr) -> int; AudioError unless sr is an int in "
      "AUDIO_MIN_SR..AUDIO_MAX_SR"},

@@ -1,6 +1,6 @@
 /* Audio file I/O bindings: the C WAV reader (csrc/core/wav.h).
  *
- *   _core.read_wav(path)      -> (float32 ndarray (frames, channels), sample_rate)
+ *   _core.read_wav(path, mono=False) -> (float32 ndarray (frames, channels) or (frames,), sample_rate)
  *   _core.decode_wav(buffer)  -> same, from an in-memory WAV image
  *   _core.wav_info(path)      -> dict(sample_rate, channels, frames, bits,
  *                                     encoding ("int"/"float"), format_tag)
@@ -12,10 +12,10 @@
 
 /* Decode everything behind an opened reader into a new array (GIL released
  * around the native work). */
-static PyObject *read_all(mt3_wav_reader *r, const mt3_wav_info *info)
+static PyObject *read_all(mt3_wav_reader *r, const mt3_wav_info *info, int mono)
 {
     npy_intp dims[2] = {(npy_intp)info->frames, (npy_intp)info->channels};
-    PyObject *arr = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    PyObject *arr = PyArray_SimpleNew(mono ? 1 : 2, dims, NPY_FLOAT32);
     if (!arr)
         return NULL;
     mt3_error err;
@@ -23,7 +23,7 @@ static PyObject *read_all(mt3_wav_reader *r, const mt3_wav_info *info)
     int st;
     float *dst = (float *)PyArray_DATA((PyArrayObject *)arr);
     Py_BEGIN_ALLOW_THREADS
-    st = mt3_wav_read(r, info, dst, &err);
+    st = mono ? mt3_wav_read_mono(r, info, dst, &err) : mt3_wav_read(r, info, dst, &err);
     Py_END_ALLOW_THREADS
     if (st != MT3_OK) {
         Py_DECREF(arr);
@@ -33,11 +33,13 @@ static PyObject *read_all(mt3_wav_reader *r, const mt3_wav_info *info)
     return out;
 }
 
-static PyObject *py_read_wav(PyObject *self, PyObject *arg)
+static PyObject *py_read_wav(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
+    static char *kwlist[] = {"path", "mono", NULL};
     PyObject *bytes_path = NULL;
-    if (!PyUnicode_FSConverter(arg, &bytes_path))
+    int mono = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|p", kwlist, PyUnicode_FSConverter, &bytes_path, &mono))
         return NULL;
     const char *path = PyBytes_AS_STRING(bytes_path);
     mt3_wav_reader r;
@@ -52,7 +54,7 @@ static PyObject *py_read_wav(PyObject *self, PyObject *arg)
     if (st != MT3_OK)
         mt3py_raise(&err);
     else
-        out = read_all(&r, &info);
+        out = read_all(&r, &info, mono);
     mt3_wav_close(&r);
     Py_DECREF(bytes_path);
     return out;
@@ -76,7 +78,7 @@ static PyObject *py_decode_wav(PyObject *self, PyObject *arg)
     if (st != MT3_OK)
         mt3py_raise(&err);
     else
-        out = read_all(&r, &info);
+        out = read_all(&r, &info, 0);
     mt3_wav_close(&r);
     PyBuffer_Release(&view);
     return out;
@@ -108,8 +110,10 @@ static PyObject *py_wav_info(PyObject *self, PyObject *arg)
 }
 
 static PyMethodDef io_methods[] = {
-    {"read_wav", py_read_wav, METH_O,
-     "read_wav(path) -> (float32 ndarray of shape (frames, channels), sample_rate)\n\n"
+    {"read_wav", (PyCFunction)(void (*)(void))py_read_wav, METH_VARARGS | METH_KEYWORDS,
+     "read_wav(path, mono=False) -> (float32 ndarray of shape (frames, channels), sample_rate)\n\n"
+     "mono=True: the channel mean per frame, shape (frames,), mixed while reading (the file\n"
+     "is never held at its channel count).\n"
      "Read a RIFF/WAVE or RF64 file: integer PCM 8/16/24/32-bit or IEEE float 32/64-bit,\n"
      "plain or WAVE_FORMAT_EXTENSIBLE, any channel count.  Raises AudioError."},
     {"decode_wav", py_decode_wav, METH_O,

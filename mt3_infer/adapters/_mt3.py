@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import sys
 import threading
@@ -228,13 +229,16 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
     SAMPLE_RATE = 16000
 
     def __init__(self, *, num_threads: Optional[int] = None, batch_size: Optional[int] = None,
-                 max_new_tokens: Optional[int] = None, dtype: str = "float32"):
+                 max_new_tokens: Optional[int] = None, dtype: str = "float32",
+                 max_memory_mb: Optional[int] = None):
         _core.AdapterCore.__init__(self, self._RECIPE)
         MT3Base.__init__(self)
         self.num_threads = num_threads
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.dtype = dtype
+        self.max_memory_mb = max_memory_mb
+        _opt_int("max_memory_mb", max_memory_mb)
         _opt_int("num_threads", num_threads)
         _opt_int("batch_size", batch_size)
         _opt_int("max_new_tokens", max_new_tokens)
@@ -269,12 +273,37 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
     def device(self) -> Optional[str]:
         return self._device
 
+    @property
+    def model(self) -> Optional[dict]:
+        """None until loaded (as 0.2.0's adapters); then the loaded network's
+        metadata (``mt3_infer.json``: dimensions, source checksum).  The
+        network itself lives in the native engine."""
+        meta = self._meta_json
+        return json.loads(meta) if meta else None
+
+    # -- 0.2.0's stage hooks -----------------------------------------------------
+    def _fused(self, stage: str):
+        raise NotImplementedError(
+            f"{type(self).__name__} runs preprocess, forward and decode as one native pipeline "
+            f"(no separate {stage}() stage); call transcribe() / transcribe_notes(), or use "
+            "mt3_infer.compute_features and mt3_infer.decode_tokens for single stages"
+        )
+
+    def preprocess(self, audio, sr):
+        self._fused("preprocess")
+
+    def forward(self, features):
+        self._fused("forward")
+
+    def decode(self, outputs):
+        self._fused("decode")
+
     # -- running ---------------------------------------------------------------
     def _check_rate(self, sr: int) -> None:
         """Recipe-specific sample-rate rule (after the anchor's checks)."""
 
     def _native(self, audio, sr, *, midi, notes, batch_size, max_new_tokens, num_threads, stats=False,
-                progress=None, **extra):
+                progress=None, max_memory_mb=None, **extra):
         audio = self._check_input(audio, sr)
         sr = int(sr)
         self._check_rate(sr)
@@ -283,6 +312,8 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
             max_new_tokens=_opt_int("max_new_tokens",
                                     self.max_new_tokens if max_new_tokens is None else max_new_tokens),
             num_threads=_opt_int("num_threads", self.num_threads if num_threads is None else num_threads),
+            max_memory_mb=_opt_int("max_memory_mb",
+                                   self.max_memory_mb if max_memory_mb is None else max_memory_mb),
         )
         prog = _Progress(progress)
         try:
@@ -295,20 +326,24 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         return {}
 
     def transcribe_bytes(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
-                         num_threads=None, progress=None) -> bytes:
+                         num_threads=None, progress=None, max_memory_mb=None) -> bytes:
         """Like :meth:`transcribe`, returning the Standard MIDI File bytes."""
         data, _, _ = self._native(audio, sr, midi=True, notes=False, batch_size=batch_size,
                                   max_new_tokens=max_new_tokens, num_threads=num_threads,
-                                  progress=progress, **self._extra_run_args())
+                                  progress=progress, max_memory_mb=max_memory_mb, **self._extra_run_args())
         return data
 
     def transcribe(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None, num_threads=None,
-                   progress=None):
+                   progress=None, max_memory_mb=None):
         """Transcribe ``audio`` (float32/float64, (n,) or (n, channels); int16/int32
         PCM also accepted) at rate ``sr`` into a ``mido.MidiFile`` — byte for
         byte the file mt3-infer 0.2.0's adapter writes.
 
-        ``batch_size``: segments per network batch (default: all);
+        ``batch_size``: segments per network batch (default: as many as
+        ``max_memory_mb`` allows, at most all); ``max_memory_mb``: the
+        call's working-memory budget (default 2048): features are computed
+        and decoded in windows of segments sized to it, so any length runs
+        in bounded memory with the same output;
         ``max_new_tokens``: decoding cap per segment (default 1024);
         ``num_threads``: CPU threads.  The GIL is released throughout; several
         threads may transcribe on one adapter at once.
@@ -321,37 +356,38 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         within ~0.2 s either way."""
         return midi_from_bytes(self.transcribe_bytes(audio, sr, batch_size=batch_size,
                                                      max_new_tokens=max_new_tokens,
-                                                     num_threads=num_threads, progress=progress))
+                                                     num_threads=num_threads, progress=progress,
+                                                     max_memory_mb=max_memory_mb))
 
     def transcribe_notes(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
-                         num_threads=None, progress=None) -> np.ndarray:
+                         num_threads=None, progress=None, max_memory_mb=None) -> np.ndarray:
         """The notes of :meth:`transcribe` as a structured array (onset, offset
         in seconds f8; pitch, velocity, program i4; is_drum bool), sorted by
         (onset, pitch, program).  These are the decoded notes, before the
         MIDI writer's own post-processing (MT3-PyTorch's auto_filter)."""
         _, notes, _ = self._native(audio, sr, midi=False, notes=True, batch_size=batch_size,
                                    max_new_tokens=max_new_tokens, num_threads=num_threads,
-                                   progress=progress, **self._extra_run_args())
+                                   progress=progress, max_memory_mb=max_memory_mb, **self._extra_run_args())
         return notes
 
     def transcribe_with_notes(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
-                              num_threads=None, progress=None):
+                              num_threads=None, progress=None, max_memory_mb=None):
         """``(mido.MidiFile, notes)`` from one run of the network: what
         :meth:`transcribe` and :meth:`transcribe_notes` return, without
         transcribing twice."""
         data, notes, _ = self._native(audio, sr, midi=True, notes=True, batch_size=batch_size,
                                       max_new_tokens=max_new_tokens, num_threads=num_threads,
-                                      progress=progress, **self._extra_run_args())
+                                      progress=progress, max_memory_mb=max_memory_mb, **self._extra_run_args())
         return midi_from_bytes(data), notes
 
     def transcribe_stats(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
-                         num_threads=None, progress=None):
+                         num_threads=None, progress=None, max_memory_mb=None):
         """(midi bytes, stats dict) — stats: segments, token_length, steps,
         row_steps (tokens computed), samples_16k and per-stage seconds
         (t_audio, t_features, t_network, t_notes).  For benchmarks."""
         data, _, stats = self._native(audio, sr, midi=True, notes=False, batch_size=batch_size,
                                       max_new_tokens=max_new_tokens, num_threads=num_threads,
-                                      stats=True, progress=progress, **self._extra_run_args())
+                                      stats=True, progress=progress, max_memory_mb=max_memory_mb, **self._extra_run_args())
         return data, stats
 
     def unload(self):

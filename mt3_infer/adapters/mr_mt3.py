@@ -32,7 +32,7 @@ class MRMT3Adapter(MT3AdapterBase):
         features: ``"anchor"`` (default: the anchor's torchaudio-style
             log-mel) or ``"reference"`` (the Magenta/ddsp features the
             checkpoint was trained on, specs §2.4).
-        num_threads, batch_size, max_new_tokens: defaults for every call
+        num_threads, batch_size, max_new_tokens, max_memory_mb: defaults for every call
             (CPU threads; segments per network batch, default all;
             tokens per segment, default 1024).
         dtype: ``"float32"``; ``"float16"``/``"bfloat16"`` on CUDA only.
@@ -43,10 +43,11 @@ class MRMT3Adapter(MT3AdapterBase):
 
     def __init__(self, resample: bool = False, *, corrected: bool = False, features: str = "anchor",
                  num_threads: Optional[int] = None, batch_size: Optional[int] = None,
-                 max_new_tokens: Optional[int] = None, dtype: str = "float32"):
+                 max_new_tokens: Optional[int] = None, dtype: str = "float32",
+                 max_memory_mb: Optional[int] = None):
         self._preset = feature_preset(features)
         super().__init__(num_threads=num_threads, batch_size=batch_size,
-                         max_new_tokens=max_new_tokens, dtype=dtype)
+                         max_new_tokens=max_new_tokens, dtype=dtype, max_memory_mb=max_memory_mb)
         self.resample = bool(resample)
         self.corrected = bool(corrected)
         self.features = features

@@ -29,7 +29,7 @@ class MT3PyTorchAdapter(MT3AdapterBase):
             the checkpoint was trained on: left-aligned magnitude, TF mel
             filterbank 20-7600 Hz, 256 frames; specs/mt3-family.md §2.4, §10
             item 1).  Not the anchor's output, so off by default.
-        num_threads, batch_size, max_new_tokens, dtype: as for
+        num_threads, batch_size, max_new_tokens, max_memory_mb, dtype: as for
             :class:`~mt3_infer.adapters.MRMT3Adapter`.
 
     ``load_model`` accepts the anchor's directory (``config.json`` +
@@ -42,10 +42,11 @@ class MT3PyTorchAdapter(MT3AdapterBase):
 
     def __init__(self, auto_filter: bool = True, *, features: str = "anchor",
                  num_threads: Optional[int] = None, batch_size: Optional[int] = None,
-                 max_new_tokens: Optional[int] = None, dtype: str = "float32"):
+                 max_new_tokens: Optional[int] = None, dtype: str = "float32",
+                 max_memory_mb: Optional[int] = None):
         self._preset = feature_preset(features)
         super().__init__(num_threads=num_threads, batch_size=batch_size,
-                         max_new_tokens=max_new_tokens, dtype=dtype)
+                         max_new_tokens=max_new_tokens, dtype=dtype, max_memory_mb=max_memory_mb)
         self.auto_filter = bool(auto_filter)
         self.features = features
 

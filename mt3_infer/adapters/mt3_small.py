@@ -28,7 +28,7 @@ class MT3SmallAdapter(MT3PyTorchAdapter):
         auto_filter: the anchor's drum-leakage post-process (off by default).
         features: ``"reference"`` (default: what the network was trained on)
             or ``"anchor"``.
-        num_threads, batch_size, max_new_tokens, dtype: as for
+        num_threads, batch_size, max_new_tokens, max_memory_mb, dtype: as for
             :class:`~mt3_infer.adapters.MT3PyTorchAdapter`.
 
     ``load_model()`` with no path loads the bundled network; any exported
@@ -37,9 +37,11 @@ class MT3SmallAdapter(MT3PyTorchAdapter):
 
     def __init__(self, auto_filter: bool = False, *, features: str = "reference",
                  num_threads: Optional[int] = None, batch_size: Optional[int] = None,
-                 max_new_tokens: Optional[int] = None, dtype: str = "float32"):
+                 max_new_tokens: Optional[int] = None, dtype: str = "float32",
+                 max_memory_mb: Optional[int] = None):
         super().__init__(auto_filter, features=features, num_threads=num_threads,
-                         batch_size=batch_size, max_new_tokens=max_new_tokens, dtype=dtype)
+                         batch_size=batch_size, max_new_tokens=max_new_tokens, dtype=dtype,
+                         max_memory_mb=max_memory_mb)
 
     def load_model(self, checkpoint_path=None, device="auto"):
         if checkpoint_path is None:

@@ -20,13 +20,13 @@ which this package does not depend on (see :meth:`YourMT3Adapter.transcribe`).
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from .. import registry
 from ..exceptions import CheckpointError, InferenceError, ModelNotFoundError
+from ..utils.midi import count_notes
 from ._mt3 import MT3AdapterBase, midi_from_bytes, resolve_exported
 
 DEFAULT_MODEL_KEY = "yptf_moe_nops"
@@ -159,9 +159,10 @@ class YourMT3Adapter(MT3AdapterBase):
 
     def __init__(self, model_key: Optional[str] = None, verbose: bool = False, *,
                  num_threads: Optional[int] = None, batch_size: Optional[int] = None,
-                 max_new_tokens: Optional[int] = None, dtype: str = "float32"):
+                 max_new_tokens: Optional[int] = None, dtype: str = "float32",
+                 max_memory_mb: Optional[int] = None):
         super().__init__(num_threads=num_threads, batch_size=batch_size,
-                         max_new_tokens=max_new_tokens, dtype=dtype)
+                         max_new_tokens=max_new_tokens, dtype=dtype, max_memory_mb=max_memory_mb)
         self.verbose = bool(verbose)
         self._set_model_key(model_key)
 
@@ -181,14 +182,6 @@ class YourMT3Adapter(MT3AdapterBase):
         return {k: v["description"] for k, v in CHECKPOINT_CONFIGS.items()}
 
     # -- state ------------------------------------------------------------------
-    @property
-    def model(self) -> Optional[dict]:
-        """None until loaded; then the loaded network's metadata
-        (``mt3_infer.json``: dimensions, source checksum).  The network itself
-        lives in the native engine."""
-        meta = self._meta_json
-        return json.loads(meta) if meta else None
-
     @property
     def device_str(self) -> str:
         """The device the network runs on (``"cpu"`` before loading, as the anchor)."""
@@ -245,7 +238,8 @@ class YourMT3Adapter(MT3AdapterBase):
     # -- running ----------------------------------------------------------------
     def transcribe(self, audio, sr=16000, adaptive: bool = False, stretch_factors=None,
                    stretch_method: str = "auto", num_attempts: int = 1, return_all: bool = False, *,
-                   batch_size=None, max_new_tokens=None, num_threads=None, progress=None):
+                   batch_size=None, max_new_tokens=None, num_threads=None, progress=None,
+                   max_memory_mb=None):
         """Transcribe ``audio`` (float32/float64, (n,) or (n, channels); int16/int32
         PCM also accepted) at rate ``sr`` into a ``mido.MidiFile`` — the file
         mt3-infer 0.2.0's YourMT3 adapter writes.
@@ -270,7 +264,7 @@ class YourMT3Adapter(MT3AdapterBase):
         yourself and call ``transcribe`` per factor.
         """
         kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, num_threads=num_threads,
-                  progress=progress)
+                  progress=progress, max_memory_mb=max_memory_mb)
         if not adaptive:
             return super().transcribe(audio, sr, **kw)
         return self._adaptive(audio, sr, stretch_factors, stretch_method, num_attempts, return_all, kw)
@@ -296,17 +290,12 @@ class YourMT3Adapter(MT3AdapterBase):
                 if data is None:  # deterministic: every attempt gives these bytes
                     data = self.transcribe_bytes(audio, sr, **kw)
                 midi = midi_from_bytes(data)
-                results.append((midi, _count_notes(midi), 1.0))
+                results.append((midi, count_notes(midi), 1.0))
         if not results:
             raise InferenceError("All adaptive transcription attempts failed")
         if return_all:
             return results
         return max(results, key=lambda r: r[1])[0]
-
-
-def _count_notes(midi) -> int:
-    """note_on messages with velocity > 0 (the anchor's count)."""
-    return sum(1 for track in midi.tracks for msg in track if msg.type == "note_on" and msg.velocity > 0)
 
 
 __all__ = ["YourMT3Adapter", "CHECKPOINT_CONFIGS", "AdaptiveModeUnavailable"]
