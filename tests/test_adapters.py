@@ -126,6 +126,51 @@ def test_deterministic_and_batch_size_invariant(request, kind):
         assert adapter.transcribe_bytes(audio, 16000, batch_size=bs, max_new_tokens=CAP) == first, bs
 
 
+@pytest.mark.parametrize("kind", ["mr", "mtp"])
+def test_memory_budget_windows_give_the_same_bytes(request, kind):
+    """max_memory_mb sizes windows of features + decoding (issue 12): a
+    budget too small for one segment decodes one segment at a time, a middle
+    one a few per window; the bytes equal the whole-file run, an explicit
+    batch_size is honoured (window a multiple of it), progress spans the
+    whole call."""
+    adapter = request.getfixturevalue(kind)
+    audio = audio_clip(15.0, 11)  # 8 segments
+    whole, st = adapter.transcribe_stats(audio, 16000, max_new_tokens=CAP, max_memory_mb=100000)
+    assert st["window"] == st["batch"] == st["segments"] == 8
+    for mb in (1, 2, 3):
+        got, st = adapter.transcribe_stats(audio, 16000, max_new_tokens=CAP, max_memory_mb=mb)
+        assert got == whole, mb
+        assert 1 <= st["batch"] < st["segments"] and st["batch"] <= st["window"] <= st["segments"]
+        assert st["window"] == st["segments"] or st["window"] % st["batch"] == 0
+    got, st = adapter.transcribe_stats(audio, 16000, max_new_tokens=CAP, max_memory_mb=1, batch_size=3)
+    assert got == whole and st["batch"] == 3 and st["window"] % 3 == 0
+    calls = []
+    notes = adapter.transcribe_notes(audio, 16000, max_new_tokens=CAP, max_memory_mb=1,
+                                     progress=lambda *c: calls.append(c))
+    np.testing.assert_array_equal(notes, adapter.transcribe_notes(audio, 16000, max_new_tokens=CAP))
+    assert calls[0][:2] == (0, 8) and calls[-1][:2] == (8, 8)
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    assert [c[2] for c in calls] == sorted(c[2] for c in calls)
+    with pytest.raises(ValueError, match="max_memory_mb"):
+        adapter.transcribe(audio, 16000, max_memory_mb=0)
+
+
+@pytest.mark.parametrize("kind", ["mr", "mtp"])
+def test_continuous_batching_gives_the_same_bytes(request, kind):
+    adapter = request.getfixturevalue(kind)
+    audio = audio_clip(19.0, 12)  # 10 segments
+    try:
+        adapter.continuous_batching = False
+        drained = {bs: adapter.transcribe_stats(audio, 16000, batch_size=bs, max_new_tokens=CAP) for bs in (2, 3)}
+    finally:
+        adapter.continuous_batching = True
+    for bs, (data, st) in drained.items():
+        got, cst = adapter.transcribe_stats(audio, 16000, batch_size=bs, max_new_tokens=CAP)
+        assert got == data, bs
+        assert cst["row_steps"] == st["row_steps"] and cst["steps"] <= st["steps"]
+        assert 0.0 <= cst["padding"] < 1.0 and 0.0 <= st["padding"] < 1.0
+
+
 def test_input_forms(mr):
     audio = audio_clip(3.0, 7)
     base = mr.transcribe_bytes(audio, 16000, max_new_tokens=16)

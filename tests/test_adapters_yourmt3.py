@@ -161,6 +161,29 @@ def test_deterministic_and_batch_size_invariant(ymt3):
         assert ymt3.transcribe_bytes(audio, 16000, batch_size=bs, max_new_tokens=20) == first, bs
 
 
+def test_memory_budget_windows_give_the_same_bytes(ymt3):
+    audio = audio_clip(9 * SEG / 16000 - 0.01, 8)  # 9 segments
+    whole, st = ymt3.transcribe_stats(audio, 16000, max_new_tokens=20)
+    assert st["window"] == 9 and st["batch"] == 8
+    for mb in (1, 4):
+        got, st = ymt3.transcribe_stats(audio, 16000, max_new_tokens=20, max_memory_mb=mb)
+        assert got == whole, mb
+        assert st["batch"] < 8 and (st["window"] == 9 or st["window"] % st["batch"] == 0)
+
+
+def test_continuous_batching_gives_the_same_bytes(ymt3):
+    audio = audio_clip(9 * SEG / 16000 - 0.01, 9)  # 9 segments, batches of 2 or 8
+    for bs in (2, None):
+        ymt3.continuous_batching = False
+        try:
+            want, st = ymt3.transcribe_stats(audio, 16000, batch_size=bs, max_new_tokens=20)
+        finally:
+            ymt3.continuous_batching = True
+        got, cst = ymt3.transcribe_stats(audio, 16000, batch_size=bs, max_new_tokens=20)
+        assert got == want, bs
+        assert cst["row_steps"] == st["row_steps"] and cst["steps"] <= st["steps"]
+
+
 def test_default_batch_is_eight_segments(ymt3):
     audio = audio_clip(9 * SEG / 16000 - 0.01, 7)  # 9 segments
     _, st = ymt3.transcribe_stats(audio, 16000, max_new_tokens=3)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import List  # noqa: F401  (TorchScript annotations of the toys)
 
 import numpy as np
 import pytest
@@ -56,6 +57,40 @@ class Toy(torch.nn.Module if torch is not None else object):
         nxt = 3 + torch.remainder(hist + ck[0, :, 0, 0, 1] * 7 + pos, 1000)
         nxt = torch.where(ck[0, :, 0, 0, 0] == pos, torch.ones_like(nxt), nxt)
         return nxt.long()
+
+    def forward(self, x: "torch.Tensor"):
+        return x
+
+
+class ToyGroups(torch.nn.Module if torch is not None else object):
+    """Toy with step_groups (continuous batching): each group runs Toy's step
+    rule on its own rows at its own position, so tokens must equal the
+    plain-Python simulation whatever the batch composition."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.toy = Toy(channels)
+
+    @(torch.jit.export if torch is not None else (lambda f: f))
+    def encode(self, x: "torch.Tensor"):
+        return self.toy.encode(x)
+
+    @(torch.jit.export if torch is not None else (lambda f: f))
+    def step(self, tokens: "torch.Tensor", pos: int, sk: "torch.Tensor", sv: "torch.Tensor",
+             ck: "torch.Tensor", cv: "torch.Tensor"):
+        return self.toy.step(tokens, pos, sk, sv, ck, cv)
+
+    @(torch.jit.export if torch is not None else (lambda f: f))
+    def step_groups(self, tokens: "torch.Tensor", sizes: "List[int]", poss: "List[int]", sk: "torch.Tensor",
+                    sv: "torch.Tensor", ck: "torch.Tensor", cv: "torch.Tensor"):
+        outs: "List[torch.Tensor]" = []
+        r0 = 0
+        for g in range(len(sizes)):
+            n = sizes[g]
+            outs.append(self.toy.step(tokens.narrow(0, r0, n), poss[g], sk.narrow(1, r0, n), sv.narrow(1, r0, n),
+                                      ck.narrow(1, r0, n), cv.narrow(1, r0, n)))
+            r0 += n
+        return torch.cat(outs)
 
     def forward(self, x: "torch.Tensor"):
         return x
@@ -115,6 +150,43 @@ def test_toy_loop_rules(toy_model, batch_size):
     want = toy_expected(x, 2, 20, check_first_eos=False)
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.fixture(scope="module")
+def toy_groups_model(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("toyg") / "toyg.pt")
+    if torch is None or _engine.engine_library_path() is None:
+        pytest.skip("needs torch and the engine library")
+    common.save_scripted(torch.jit.script(ToyGroups(2)), path, common.build_meta(**TOY_META))
+    model, meta = _engine.load_engine_model(path, "cpu")
+    return model
+
+
+@needs_engine
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("max_new", [20, 6])
+def test_toy_continuous_batching(toy_groups_model, toy_model, batch_size, max_new):
+    """Refilled slots (new segments appended as a group at position 0, caches
+    moved by compaction) give the simulation's tokens; fewer engine steps
+    than draining batches, the same row-steps; drain_only and a model without
+    step_groups give the same tokens."""
+    x = toy_features(23, seed=100 + batch_size)
+    want, lens = toy_expected(x, 2, max_new, check_first_eos=False, lengths=True)
+    got, steps, row_steps = toy_groups_model.decode(x, batch_size=batch_size, max_new_tokens=max_new, stats=True)
+    np.testing.assert_array_equal(got, want)
+    assert row_steps == sum(lens)
+    drained, d_steps, d_rows = toy_groups_model.decode(x, batch_size=batch_size, max_new_tokens=max_new,
+                                                       stats=True, drain_only=True)
+    np.testing.assert_array_equal(drained, want)
+    old, o_steps, _ = toy_model.decode(x, batch_size=batch_size, max_new_tokens=max_new, stats=True)
+    np.testing.assert_array_equal(old, want)
+    assert d_rows == row_steps and o_steps == d_steps  # no step_groups: the drain loop
+    # drain: each batch runs to its longest row; continuous: never more steps
+    per_batch = [max(lens[2 * s0:2 * min(s0 + batch_size, 23)]) for s0 in range(0, 23, batch_size)]
+    assert d_steps == sum(per_batch)
+    assert steps <= d_steps
+    if max_new == 20 and batch_size in (3, 4):
+        assert steps < d_steps
 
 
 @needs_engine
@@ -203,6 +275,15 @@ def test_engine_batch_sizes_agree(mt3_exports):
     assert (full == 1).any() and not (full == 1).any(axis=2).all()  # some rows end early
     for bs in (1, 3, 7):
         np.testing.assert_array_equal(model.decode(x, batch_size=bs, max_new_tokens=30), full)
+        # continuous batching (the default when bs < segments) vs draining batches
+        np.testing.assert_array_equal(model.decode(x, batch_size=bs, max_new_tokens=30, drain_only=True), full)
+    x = fx.random_features(19, 256, seed=78)
+    full, steps, rows = model.decode(x, max_new_tokens=30, stats=True)
+    for bs in (2, 5):
+        got, c_steps, c_rows = model.decode(x, batch_size=bs, max_new_tokens=30, stats=True)
+        np.testing.assert_array_equal(got, full)
+        _, d_steps, d_rows = model.decode(x, batch_size=bs, max_new_tokens=30, stats=True, drain_only=True)
+        assert c_rows == d_rows == rows and c_steps < d_steps
 
 
 @needs_engine

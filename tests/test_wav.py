@@ -107,6 +107,26 @@ def test_pcm_roundtrip_against_wave_module(tmp_path, bits, channels):
                     "encoding": "int", "format_tag": 1}
 
 
+@pytest.mark.parametrize("bits", [8, 16, 24, 32])
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 11])
+def test_mono_while_reading(tmp_path, bits, channels):
+    """read_wav(mono=True) mixes block by block (64 KiB of file at a time, so
+    90 001 frames span many blocks): the mean of the decoded float32
+    channels as numpy computes it with dtype=float64 (the sum of <= 11
+    float32 values is exact in float64, then one division and one rounding
+    to float32), so equality is exact."""
+    x = int_samples(bits, 90001, channels)
+    p = tmp_path / "m.wav"
+    write_with_wave(p, x, bits, 44100)
+    mono, sr = _core.read_wav(str(p), mono=True)
+    assert sr == 44100 and mono.shape == (90001,) and mono.dtype == np.float32
+    ref = expected_from_ints(x, bits).astype(np.float64).mean(axis=1)
+    np.testing.assert_array_equal(mono, ref.astype(np.float32))
+    audio, rate = load_audio(p, sr=None)
+    np.testing.assert_array_equal(audio, mono)
+    assert rate == 44100
+
+
 @pytest.mark.parametrize("bits,dtype", [(32, "<f4"), (64, "<f8")])
 @pytest.mark.parametrize("channels", [1, 2, 5])
 def test_float_roundtrip(tmp_path, bits, dtype, channels):

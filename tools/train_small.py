@@ -292,14 +292,19 @@ def export_upstream(model: MT3, out_dir: str) -> str:
     return out_dir
 
 
-def ship(model: MT3, run_dir: str, step: int, train_args: dict) -> str:
-    """Export ``model`` to the package's bundled file and write its record."""
+def _models_dir() -> str:
+    return os.path.join(os.path.dirname(HERE), "mt3_infer", "models")
+
+
+def install_bundled(model: MT3) -> tuple:
+    """Export ``model`` (through the upstream layout, as users' checkpoints
+    go) to the package's bundled file, atomically; returns (path, sha256, size)."""
     import hashlib
     import tempfile
 
     from mt3_infer.export.mt3 import export_mt3
 
-    models = os.path.join(os.path.dirname(HERE), "mt3_infer", "models")
+    models = _models_dir()
     os.makedirs(models, exist_ok=True)
     target = os.path.join(models, "mt3_small.mt3i.pt")
     with tempfile.TemporaryDirectory() as tmp:
@@ -311,6 +316,36 @@ def ship(model: MT3, run_dir: str, step: int, train_args: dict) -> str:
     with open(target, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
+    return target, h.hexdigest(), os.path.getsize(target)
+
+
+def write_record(record: dict) -> None:
+    models = _models_dir()
+    with open(os.path.join(models, "mt3_small.json.tmp"), "w") as fh:
+        json.dump(record, fh, indent=1)
+        fh.write("\n")
+    os.replace(os.path.join(models, "mt3_small.json.tmp"), os.path.join(models, "mt3_small.json"))
+
+
+def reexport_bundled() -> str:
+    """Re-export the shipped network with this exporter (same weights, bit for
+    bit: reference_from_artifact inverts the export) and update the file's
+    sha256/size in its record; training fields are kept."""
+    from mt3_infer.export.mt3 import reference_from_artifact
+
+    path = os.path.join(_models_dir(), "mt3_small.mt3i.pt")
+    model = reference_from_artifact(path)
+    with open(os.path.join(_models_dir(), "mt3_small.json")) as fh:
+        record = json.load(fh)
+    _, sha, size = install_bundled(model)
+    record["sha256"], record["size"] = sha, size
+    write_record(record)
+    return f"re-exported {path} ({size:,} bytes, sha256 {sha})"
+
+
+def ship(model: MT3, run_dir: str, step: int, train_args: dict) -> str:
+    """Export ``model`` to the package's bundled file and write its record."""
+    target, sha, size = install_bundled(model)
     wall = None
     log_path = os.path.join(run_dir, "log.csv")
     if os.path.exists(log_path):
@@ -322,7 +357,7 @@ def ship(model: MT3, run_dir: str, step: int, train_args: dict) -> str:
         with open(os.path.join(train_args["data"], "dataset.json")) as fh:
             data_info = json.load(fh)
     record = {
-        "file": os.path.basename(target), "sha256": h.hexdigest(), "size": os.path.getsize(target),
+        "file": os.path.basename(target), "sha256": sha, "size": size,
         "dims": SMALL if model.cfg.d_model == SMALL["d_model"] else None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {"steps": step, "batch_size": train_args.get("batch_size"),
@@ -332,9 +367,7 @@ def ship(model: MT3, run_dir: str, step: int, train_args: dict) -> str:
                      "data": {k: data_info.get(k) for k in ("command", "clips", "seed", "segments",
                                                              "audio_hours")}},
     }
-    with open(os.path.join(models, "mt3_small.json.tmp"), "w") as fh:
-        json.dump(record, fh, indent=1)
-    os.replace(os.path.join(models, "mt3_small.json.tmp"), os.path.join(models, "mt3_small.json"))
+    write_record(record)
     return f"shipped step {step}: {target} ({record['size']:,} bytes, sha256 {record['sha256']})"
 
 
@@ -346,7 +379,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="dataset directory (tools/synth/dataset.py --out)")
     ap.add_argument("--val-data", help="held-out dataset directory (loss / accuracy in log.csv)")
-    ap.add_argument("--out", required=True, help="run directory (checkpoints, log.csv)")
+    ap.add_argument("--out", help="run directory (checkpoints, log.csv)")
     ap.add_argument("--dims", default="small", choices=("small", "tiny"))
     ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -374,7 +407,15 @@ def main(argv=None):
     ap.add_argument("--ship", action="store_true",
                     help="export RUN/last.pt into the package (mt3_infer/models/mt3_small.mt3i.pt + "
                          ".json with its sha256, size and the training record) and stop")
+    ap.add_argument("--reexport-bundled", action="store_true",
+                    help="re-export the shipped mt3_infer/models/mt3_small.mt3i.pt with this exporter "
+                         "(same weights; after an exporter change) and update its record's sha256/size")
     a = ap.parse_args(argv)
+    if a.reexport_bundled:
+        print(reexport_bundled())
+        return 0
+    if not a.out:
+        ap.error("--out is required")
 
     dims = SMALL if a.dims == "small" else TINY
     os.makedirs(a.out, exist_ok=True)

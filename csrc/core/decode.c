@@ -43,6 +43,138 @@ static int active_segments(const int32_t *row_of, int n_active, int channels)
     return n;
 }
 
+/* Continuous batching (see decode.h): at most bs segments' rows active;
+ * rows sit in groups of one position each, oldest first, so a step is one
+ * step_groups call.  ids: [n_segments * C][max_new], pre-filled with pad. */
+static int decode_continuous(const mt3_model *m, mt3_engine_session *sess, const float *features,
+                             int n_segments, int frames, int bs, int max_new, const mt3_decode_opts *o,
+                             int64_t *ids, mt3_tokens *out, int *length, double next_report, mt3_error *err)
+{
+    const mt3_model_meta *meta = &m->meta;
+    const mt3_engine_api *api = m->api;
+    const int C = meta->channels;
+    const int cap_rows = bs * C;
+    const size_t seg_stride = (size_t)frames * (size_t)meta->feature_bins;
+    const int refill_min = bs / 4 > 1 ? bs / 4 : 1; /* segments */
+    int64_t *tok = malloc((size_t)cap_rows * sizeof *tok);
+    int64_t *nxt = malloc((size_t)cap_rows * sizeof *nxt);
+    int32_t *row_of = malloc((size_t)cap_rows * sizeof *row_of); /* active index -> global row */
+    int32_t *keep = malloc((size_t)cap_rows * sizeof *keep);
+    int32_t *gsize = malloc((size_t)cap_rows * sizeof *gsize);
+    int32_t *gpos = malloc((size_t)cap_rows * sizeof *gpos);
+    int *left = malloc((size_t)n_segments * sizeof *left); /* rows still decoding per segment */
+    int rc = MT3_OK;
+    if (!tok || !nxt || !row_of || !keep || !gsize || !gpos || !left) {
+        rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for %d decoder rows", cap_rows);
+        goto done;
+    }
+    int n_active = 0, n_groups = 0, next_seg = 0, segs_done = 0, reported = 0;
+    while (next_seg < n_segments || n_active > 0) {
+        /* refill: the first batch, then when enough slots are free */
+        int pending = n_segments - next_seg;
+        int k = (cap_rows - n_active) / C;
+        if (k > pending)
+            k = pending;
+        if (k > 0 && (n_active == 0 || k >= refill_min || k == pending)) {
+            const float *x = features + (size_t)next_seg * seg_stride;
+            if (next_seg == 0)
+                rc = frames == meta->frames ? api->encode(sess, x, k, err)
+                                            : api->encode_frames(sess, x, k, frames, err);
+            else
+                rc = api->append_rows(sess, x, k, frames, err);
+            if (rc)
+                goto done;
+            for (int j = 0; j < k * C; j++) {
+                tok[n_active + j] = meta->start_id;
+                row_of[n_active + j] = next_seg * C + j;
+            }
+            for (int j = 0; j < k; j++)
+                left[next_seg + j] = C;
+            gsize[n_groups] = k * C;
+            gpos[n_groups] = 0;
+            n_groups++;
+            n_active += k * C;
+            next_seg += k;
+            if (api->active_rows(sess) != n_active) {
+                rc = mt3_error_set(err, MT3_E_INTERNAL, "engine reports %d active rows, expected %d",
+                                   api->active_rows(sess), n_active);
+                goto done;
+            }
+        }
+        if (o->cancel && *o->cancel) {
+            rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
+            goto done;
+        }
+        if (o->progress && (segs_done > reported || mono_s() >= next_report)) {
+            reported = segs_done; /* every completed segment (as after each drained batch), else ~0.2 s */
+            if (o->progress(o->progress_user, segs_done, n_segments, out->row_steps)) {
+                rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
+                goto done;
+            }
+            next_report = mono_s() + PROGRESS_INTERVAL_S;
+        }
+        rc = api->step_groups(sess, tok, n_groups, gsize, gpos, nxt, err);
+        if (rc)
+            goto done;
+        out->steps++;
+        out->row_steps += n_active;
+        out->slot_steps += cap_rows;
+        int n_keep = 0, ng = 0, i = 0;
+        for (int g = 0; g < n_groups; g++) {
+            const int p = gpos[g];
+            int kept = 0;
+            for (int r = 0; r < gsize[g]; r++, i++) {
+                int64_t t = nxt[i];
+                if (t < 0 || t >= meta->vocab_size) {
+                    rc = mt3_error_set(err, MT3_E_INFERENCE,
+                                       "network produced token id %lld outside the vocabulary", (long long)t);
+                    goto done;
+                }
+                ids[(size_t)row_of[i] * (size_t)max_new + (size_t)p] = t;
+                int finished = ((t == meta->eos_id) && (p > 0 || meta->check_first_eos)) || p + 1 >= max_new;
+                if (finished) {
+                    if (--left[row_of[i] / C] == 0)
+                        segs_done++;
+                } else {
+                    keep[n_keep++] = i;
+                    kept++;
+                }
+            }
+            if (p + 1 > *length)
+                *length = p + 1;
+            if (kept) {
+                gsize[ng] = kept;
+                gpos[ng] = p + 1;
+                ng++;
+            }
+        }
+        if (n_keep < n_active) {
+            rc = api->keep_rows(sess, keep, n_keep, err);
+            if (rc)
+                goto done;
+            for (int j = 0; j < n_keep; j++) {
+                tok[j] = nxt[keep[j]];
+                row_of[j] = row_of[keep[j]];
+            }
+        } else {
+            memcpy(tok, nxt, (size_t)n_active * sizeof *tok);
+        }
+        n_active = n_keep;
+        n_groups = ng;
+    }
+    if (o->progress && o->progress(o->progress_user, n_segments, n_segments, out->row_steps))
+        rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
+done:
+    free(tok);
+    free(nxt);
+    free(row_of);
+    free(keep);
+    free(gsize);
+    free(gpos);
+    free(left);
+    return rc;
+}
+
 int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments, int frames,
                       const mt3_decode_opts *opts, mt3_tokens *out, mt3_error *err)
 {
@@ -51,7 +183,7 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
     memset(out, 0, sizeof *out);
     const mt3_model_meta *meta = &m->meta;
     const mt3_engine_api *api = m->api;
-    mt3_decode_opts o = {0, 0, 0, NULL, NULL, NULL};
+    mt3_decode_opts o = {0, 0, 0, NULL, NULL, NULL, 0};
     if (opts)
         o = *opts;
     if (n_segments < 0)
@@ -108,6 +240,14 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
         }
         next_report = mono_s() + PROGRESS_INTERVAL_S;
     }
+    if (!o.drain_only && n_segments > bs && api->model_caps && api->append_rows && api->step_groups &&
+        (api->model_caps(m->handle) & MT3_ENGINE_CAP_STEP_GROUPS)) {
+        rc = decode_continuous(m, sess, features, n_segments, frames, bs, max_new, &o, ids, out, &length,
+                               next_report, err);
+        if (rc)
+            goto done;
+        goto compact;
+    }
     for (int s0 = 0; s0 < n_segments; s0 += bs) {
         int nb = n_segments - s0 < bs ? n_segments - s0 : bs;
         const float *x = features + (size_t)s0 * seg_stride;
@@ -149,6 +289,7 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
                 goto done;
             out->steps++;
             out->row_steps += n_active;
+            out->slot_steps += (int64_t)nb * C;
             if (pos + 1 > length)
                 length = pos + 1;
             int n_keep = 0;
@@ -190,6 +331,7 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
         }
     }
 
+compact:
     /* Compact rows from max_new to `length` columns. */
     if (length < max_new)
         for (size_t r = 0; r < total_rows; r++)
@@ -207,9 +349,10 @@ done:
     free(row_of);
     free(keep);
     if (rc) {
-        int64_t rs = out->row_steps, st = out->steps;
+        int64_t rs = out->row_steps, st = out->steps, ss = out->slot_steps;
         mt3_tokens_free(out);
         out->row_steps = rs;
+        out->slot_steps = ss;
         out->steps = st;
     }
     return rc;

@@ -9,9 +9,15 @@
  *     (keep_rows), so finished rows cost nothing;
  *   - at most max_new_tokens tokens per row (meta default: 1024 MT3, 256
  *     YourMT3); the loop ends early when every row has finished;
- *   - segments are encoded and decoded in chunks of batch_size (default:
- *     all); rows are independent, so the chunking does not change results
- *     beyond floating-point noise.
+ *   - at most batch_size segments are decoded at once (default: all).  With
+ *     an engine and model that offer append_rows/step_groups (exporter 2)
+ *     the batch is continuous: when rows end, their slots take the next
+ *     pending segments (encoded then, appended as a new group at position
+ *     0) once at least a quarter of the batch (and at least one segment) is
+ *     free, or when the rest of the input fits; otherwise (drain_only, or
+ *     an older export) each batch runs until its last row ends.  Rows are
+ *     independent and every group's self-attention covers exactly its own
+ *     positions, so neither choice changes a token.
  *
  * Output: ids[segment][channel][length] of the generated tokens (the start
  * token is not included), pad_id after EOS and past each chunk's last step;
@@ -31,12 +37,15 @@ typedef struct mt3_decode_opts {
     int num_threads;    /* intra-op threads for this call; <= 0: the model's */
     const volatile int *cancel; /* optional: a nonzero value stops with MT3_E_CANCELLED */
     /* Optional progress callback, called on the decoding thread once before
-     * the first batch (0 done), after each batch and, at most every ~0.2 s (monotonic clock), during a batch.
+     * the first batch (0 done), after each batch (continuous batching: when
+     * segments have completed) and, at most every ~0.2 s (monotonic clock),
+     * during a batch.
      * segments_done: segments whose rows have all finished; tokens_done:
      * decoder row-steps so far.  A nonzero return stops the run with
      * MT3_E_CANCELLED. */
     int (*progress)(void *user, int segments_done, int segments_total, int64_t tokens_done);
     void *progress_user;
+    int drain_only;     /* nonzero: batches drain (no refill), the baseline of continuous batching */
 } mt3_decode_opts;
 
 typedef struct mt3_tokens {
@@ -45,6 +54,8 @@ typedef struct mt3_tokens {
     int channels;
     int length;
     int64_t row_steps; /* decoder row-steps computed (tokens produced) */
+    int64_t slot_steps; /* batch slots x steps: row_steps plus the slots left idle by rows that
+                           ended while their batch ran on (1 - row/slot = padding fraction) */
     int64_t steps;     /* decoder steps (engine calls) over all chunks */
 } mt3_tokens;
 

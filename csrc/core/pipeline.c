@@ -105,26 +105,34 @@ mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, cons
     const size_t cross = kv * (size_t)meta->memory_len;
     p.row_bytes = 2 * kv * cap + cross; /* x2: old and new cache while rows are compacted */
     const size_t C = (size_t)meta->channels;
-    /* features of the segment, its rows, and encoder transients of about one
-     * more cross K/V per row while it is encoded */
-    p.segment_bytes = (size_t)pi->n_frames * (size_t)pi->n_bins * sizeof(float) + C * (p.row_bytes + cross);
+    /* a segment in the decoder batch: its rows, and encoder transients of
+     * about one more cross K/V per row while it is encoded */
+    p.segment_bytes = C * (p.row_bytes + cross);
+    const size_t feat = (size_t)pi->n_frames * (size_t)pi->n_bins * sizeof(float);
     p.fixed_bytes = n_samples * sizeof(float) + (size_t)n_segments * C * (size_t)max_new * sizeof(int64_t);
     const size_t mb = (size_t)(o->max_memory_mb > 0 ? o->max_memory_mb : MT3_DEFAULT_MEMORY_MB);
     p.budget_bytes = mb << 20;
-    size_t avail = p.budget_bytes > p.fixed_bytes ? p.budget_bytes - p.fixed_bytes : 0;
-    size_t fit = avail / (p.segment_bytes ? p.segment_bytes : 1);
+    const size_t avail = p.budget_bytes > p.fixed_bytes ? p.budget_bytes - p.fixed_bytes : 0;
+    const int nseg = n_segments < 1 ? 1 : n_segments;
+    /* the decoder batch gets up to 7/8 of what is left (with its features),
+     * the window of features beyond the batch the rest: pending segments
+     * for continuous batching to refill from */
+    size_t fit = (avail - avail / 8) / (p.segment_bytes + feat);
     if (fit < 1)
         fit = 1;
-    int window = n_segments < 1 ? 1 : (fit < (size_t)n_segments ? (int)fit : n_segments);
     int batch;
-    if (o->batch_size > 0) { /* explicit: honoured, the window a multiple of it */
-        batch = o->batch_size < n_segments ? o->batch_size : (n_segments > 0 ? n_segments : 1);
-        window = window < batch ? batch : window - window % batch;
-    } else {
-        batch = r->default_batch > 0 && r->default_batch < window ? r->default_batch : window;
-        if (window < n_segments)
-            window -= window % batch;
+    if (o->batch_size > 0) /* explicit: honoured even past the budget */
+        batch = o->batch_size < nseg ? o->batch_size : nseg;
+    else {
+        batch = fit < (size_t)nseg ? (int)fit : nseg;
+        if (r->default_batch > 0 && r->default_batch < batch)
+            batch = r->default_batch;
     }
+    const size_t used = (size_t)batch * (p.segment_bytes + feat);
+    const size_t more = avail > used ? (avail - used) / feat : 0;
+    int window = more < (size_t)(nseg - batch) ? batch + (int)more : nseg;
+    if (window < nseg)
+        window -= window % batch;
     p.window = window;
     p.batch = batch;
     return p;
@@ -231,10 +239,11 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
         wp.seg_offset = w0;
         wp.token_offset = out->row_steps;
         mt3_decode_opts dopts = {plan.batch, max_new, o.num_threads, o.cancel,
-                                 o.progress ? window_progress_cb : NULL, &wp};
+                                 o.progress ? window_progress_cb : NULL, &wp, o.drain_only};
         rc = mt3_decode_greedy(m, feats.data, nw, pi->n_frames, &dopts, &toks, err);
         out->steps += toks.steps;
         out->row_steps += toks.row_steps;
+        out->slot_steps += toks.slot_steps;
         if (rc)
             goto fail;
         for (size_t row = 0; row < (size_t)nw * (size_t)C; row++)

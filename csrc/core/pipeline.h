@@ -86,6 +86,7 @@ typedef struct mt3_run_opts {
                             the 16 kHz audio, the token buffer, one window of features and the
                             decoder caches of one batch fit (mt3_pipeline_plan).  An explicit
                             batch_size is honoured even when it exceeds the budget. */
+    int drain_only;      /* decode batches drain-only (no continuous refill; see decode.h) */
     const volatile int *cancel; /* optional, see mt3_decode_opts */
     int (*progress)(void *user, int segments_done, int segments_total, int64_t tokens_done);
     void *progress_user;        /* optional progress callback, see mt3_decode_opts */
@@ -97,13 +98,15 @@ mt3_run_opts mt3_run_opts_default(const mt3_recipe *r);
 
 #define MT3_DEFAULT_MEMORY_MB 2048
 
-/* How a call is cut: `window` segments of features at a time, decoded in
- * batches of `batch` (batch <= window, window a multiple of batch unless it
- * is all segments).  row_bytes: the decoder cache of one row at the
- * largest size it can reach (self-attention grown to cover max_new tokens,
- * twice for the copy while rows are compacted, plus cross K/V);
- * segment_bytes: one segment's features plus its rows and encoder
- * transients. */
+/* How a call is cut: features `window` segments at a time, decoded with at
+ * most `batch` segments' rows active (continuous batching refills from the
+ * window; batch <= window, window a multiple of batch unless it is all
+ * segments).  row_bytes: the decoder cache of one row at the largest size it
+ * can reach (self-attention grown to cover max_new tokens, twice for the
+ * copy while rows are compacted, plus cross K/V); segment_bytes: one
+ * segment's rows plus encoder transients.  The batch takes up to 7/8 of the
+ * budget left after the audio and token buffers (fixed_bytes), the window's
+ * features the rest. */
 typedef struct mt3_plan {
     int window, batch;
     size_t row_bytes, segment_bytes, fixed_bytes, budget_bytes;
@@ -121,6 +124,7 @@ typedef struct mt3_run_result {
     int token_length;  /* columns of the token array */
     int64_t steps;     /* decoder steps (all batches) */
     int64_t row_steps; /* tokens computed (sum over rows of their generated length) */
+    int64_t slot_steps; /* decoder batch slots x steps (padding fraction = 1 - row_steps / slot_steps) */
     int window, batch; /* segments per feature window and per decoder batch (the plan) */
     size_t samples_16k;
     double t_audio, t_features, t_network, t_notes; /* seconds per stage (monotonic clock) */

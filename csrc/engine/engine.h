@@ -44,6 +44,10 @@
  *        values into self_k/self_v[:, :, :, pos] in place, attends to cache
  *        positions 0..pos, returns argmax of the logits (ties -> lowest id).
  *   step_logits(...)  same arguments, returns logits [N, V] (tests/debug).
+ *   step_groups(tokens[N], sizes: List[int], positions: List[int], self_k, self_v,
+ *        cross_k, cross_v) -> next ids [N] (optional, exporter 2): rows in
+ *        contiguous groups, group g at position positions[g]; each group's
+ *        self-attention covers exactly its positions 0..positions[g].
  *   encoder_hidden(features[B,T,F]) -> final encoder states (tests/debug).
  */
 #ifndef MT3_ENGINE_H
@@ -123,7 +127,30 @@ typedef struct mt3_engine_api {
     /* Intra-op threads for this session's calls (<= 0: the model's
      * setting).  Applied on the calling thread at every call. */
     int (*session_set_threads)(mt3_engine_session *s, int num_threads);
+
+    /* ---- Continuous batching (appended; NULL in older tables) ---- */
+
+    /* MT3_ENGINE_CAP_* flags of a loaded model. */
+    int (*model_caps)(const mt3_engine_model *m);
+
+    /* Encode n_segments more feature blocks (same frame count as the
+     * session's encode) and append their rows after the active ones (the
+     * active set grows by n_segments * C, at most to max_rows).  The new
+     * rows' self-attention cache is written from position 0 by their steps. */
+    int (*append_rows)(mt3_engine_session *s, const float *features, int n_segments, int frames,
+                       mt3_error *err);
+
+    /* One greedy step over the active rows in n_groups contiguous groups:
+     * group g is the next sizes[g] rows, all at position positions[g] (groups
+     * may be at different positions; each attends to its own 0..position).
+     * Needs MT3_ENGINE_CAP_STEP_GROUPS (else MT3_E_FRAMEWORK). */
+    int (*step_groups)(mt3_engine_session *s, const int64_t *tokens_in, int n_groups,
+                       const int32_t *sizes, const int32_t *positions, int64_t *next_out,
+                       mt3_error *err);
 } mt3_engine_api;
+
+/* The exported module has step_groups (exporter "mt3-infer-export/2"). */
+#define MT3_ENGINE_CAP_STEP_GROUPS 1
 
 typedef const mt3_engine_api *(*mt3_engine_get_api_fn)(void);
 

@@ -44,6 +44,7 @@ struct mt3_engine_model {
     at::ScalarType dtype = at::kFloat;
     int num_threads = 0;
     bool prepacked = false;
+    bool step_groups = false;  // the module has step_groups (continuous batching)
     // metadata
     int frames = 0, min_frames = 1, feature_bins = 0, channels = 1;
     int n_layers = 0, n_heads = 0, d_kv = 0, max_len = 0, vocab = 0;
@@ -422,6 +423,7 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
             if (!m->module.find_method(name))
                 return set_err(err, MT3_E_CHECKPOINT,
                                std::string("exported model lacks the method '") + name + "'");
+        m->step_groups = m->module.find_method("step_groups").has_value();
         m->module.eval();
         if (m->dtype != at::kFloat)
             m->module.to(m->dtype);
@@ -487,22 +489,62 @@ void session_free(mt3_engine_session *s)
     }
 }
 
-int encode_frames(mt3_engine_session *s, const float *features, int n_segments, int frames,
-                  mt3_error *err)
+// Run the encoder on n_segments blocks; on success k/v hold cross keys and
+// values [L, n_segments * C, H, T', Dh] (checked against the metadata).
+int run_encoder(mt3_engine_session *s, const float *features, int n_segments, int frames, at::Tensor &k,
+                at::Tensor &v, mt3_error *err)
+{
+    const mt3_engine_model *m = s->m;
+    at::Tensor x = torch::from_blob(const_cast<float *>(features), {n_segments, frames, m->feature_bins},
+                                    at::kFloat);
+    if (!m->device.is_cpu() || m->dtype != at::kFloat)
+        x = x.to(m->device, m->dtype);
+    auto res = m->module.get_method("encode")({x});
+    if (!res.isTuple())
+        return set_err(err, MT3_E_INFERENCE, "encode returned no (keys, values) tuple");
+    auto tup = res.toTuple();
+    if (tup->elements().size() != 2)
+        return set_err(err, MT3_E_INFERENCE, "encode returned a tuple of the wrong size");
+    k = tup->elements()[0].toTensor();
+    v = tup->elements()[1].toTensor();
+    const int rows = n_segments * m->channels;
+    if (k.dim() != 5 || k.size(0) != m->n_layers || k.size(1) != rows || k.size(2) != m->n_heads ||
+        k.size(4) != m->d_kv || !v.sizes().equals(k.sizes()))
+        return set_err(err, MT3_E_INFERENCE,
+                       "encode returned cross keys/values of an unexpected shape " + c10::str(k.sizes()) +
+                           " (metadata says L=" + std::to_string(m->n_layers) + ", rows=" +
+                           std::to_string(rows) + ", H=" + std::to_string(m->n_heads) +
+                           ", Dh=" + std::to_string(m->d_kv) + ")");
+    return MT3_OK;
+}
+
+int check_encode_args(mt3_engine_session *s, const float *features, int n_segments, int frames, int rows_in_use,
+                      const char *what, mt3_error *err)
 {
     if (!s || !features)
-        return set_err(err, MT3_E_VALUE, "encode: NULL argument");
+        return set_err(err, MT3_E_VALUE, std::string(what) + ": NULL argument");
     const mt3_engine_model *m = s->m;
     if (n_segments < 1)
-        return set_err(err, MT3_E_VALUE, "encode: n_segments must be >= 1");
-    if (static_cast<long long>(n_segments) * m->channels > s->max_rows)
+        return set_err(err, MT3_E_VALUE, std::string(what) + ": n_segments must be >= 1");
+    if (static_cast<long long>(n_segments) * m->channels + rows_in_use > s->max_rows)
         return set_err(err, MT3_E_VALUE,
-                       "encode: " + std::to_string(n_segments) + " segments exceed the session's " +
+                       std::string(what) + ": " + std::to_string(n_segments) + " segments exceed the session's " +
                            std::to_string(s->max_rows) + " rows");
     if (frames < m->min_frames || frames > m->frames)
         return set_err(err, MT3_E_VALUE,
-                       "encode: " + std::to_string(frames) + " frames per segment; this model accepts " +
-                           std::to_string(m->min_frames) + ".." + std::to_string(m->frames));
+                       std::string(what) + ": " + std::to_string(frames) +
+                           " frames per segment; this model accepts " + std::to_string(m->min_frames) + ".." +
+                           std::to_string(m->frames));
+    return MT3_OK;
+}
+
+int encode_frames(mt3_engine_session *s, const float *features, int n_segments, int frames,
+                  mt3_error *err)
+{
+    int rc = check_encode_args(s, features, n_segments, frames, 0, "encode", err);
+    if (rc)
+        return rc;
+    const mt3_engine_model *m = s->m;
     s->encoded = false;
     s->active = 0;
     return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
@@ -512,26 +554,11 @@ int encode_frames(mt3_engine_session *s, const float *features, int n_segments, 
             device_guard.reset_device(s->m->device);
         torch::jit::GraphOptimizerEnabledGuard opt(false);
         apply_threads(thread_count(s));
-        at::Tensor x = torch::from_blob(const_cast<float *>(features),
-                                        {n_segments, frames, m->feature_bins}, at::kFloat);
-        if (!m->device.is_cpu() || m->dtype != at::kFloat)
-            x = x.to(m->device, m->dtype);
-        auto res = m->module.get_method("encode")({x});
-        if (!res.isTuple())
-            return set_err(err, MT3_E_INFERENCE, "encode returned no (keys, values) tuple");
-        auto tup = res.toTuple();
-        if (tup->elements().size() != 2)
-            return set_err(err, MT3_E_INFERENCE, "encode returned a tuple of the wrong size");
-        at::Tensor k = tup->elements()[0].toTensor();
-        at::Tensor v = tup->elements()[1].toTensor();
+        at::Tensor k, v;
+        int erc = run_encoder(s, features, n_segments, frames, k, v, err);
+        if (erc)
+            return erc;
         const int rows = n_segments * m->channels;
-        if (k.dim() != 5 || k.size(0) != m->n_layers || k.size(1) != rows || k.size(2) != m->n_heads ||
-            k.size(4) != m->d_kv || !v.sizes().equals(k.sizes()))
-            return set_err(err, MT3_E_INFERENCE,
-                           "encode returned cross keys/values of an unexpected shape " +
-                               c10::str(k.sizes()) + " (metadata says L=" + std::to_string(m->n_layers) +
-                               ", rows=" + std::to_string(rows) + ", H=" + std::to_string(m->n_heads) +
-                               ", Dh=" + std::to_string(m->d_kv) + ")");
         s->cross_k = k.contiguous();
         s->cross_v = v.contiguous();
         // (Re)allocate the self-attention cache when the row count grew.
@@ -550,11 +577,85 @@ int encode_frames(mt3_engine_session *s, const float *features, int n_segments, 
     });
 }
 
+// Give a [L, R, ...] cache room for `rows` rows (dim 1), keeping rows
+// [0, keep) and, when len_dim3 >= 0, positions [0, len_dim3) of dim 3.
+void ensure_rows(at::Tensor &t, int rows, int keep, int64_t len_dim3 = -1)
+{
+    if (t.size(1) >= rows)
+        return;
+    std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
+    shape[1] = rows;
+    at::Tensor n = at::empty(shape, t.options());
+    if (keep > 0) {
+        at::Tensor from = t.narrow(1, 0, keep), to = n.narrow(1, 0, keep);
+        if (len_dim3 >= 0) {
+            from = from.narrow(3, 0, len_dim3);
+            to = to.narrow(3, 0, len_dim3);
+        }
+        if (len_dim3 != 0)
+            to.copy_(from);
+    }
+    t = n;
+}
+
+int append_rows(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err)
+{
+    if (!s)
+        return set_err(err, MT3_E_VALUE, "append_rows: NULL session");
+    if (!s->encoded)
+        return set_err(err, MT3_E_VALUE, "append_rows: call encode first");
+    if (frames != s->frames)
+        return set_err(err, MT3_E_VALUE, "append_rows: frames differ from the session's encode");
+    int rc = check_encode_args(s, features, n_segments, frames, s->active, "append_rows", err);
+    if (rc)
+        return rc;
+    const mt3_engine_model *m = s->m;
+    return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
+        c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
+        torch::jit::GraphOptimizerEnabledGuard opt(false);
+        apply_threads(thread_count(s));
+        at::Tensor k, v;
+        int erc = run_encoder(s, features, n_segments, frames, k, v, err);
+        if (erc)
+            return erc;
+        const int rows = n_segments * m->channels;
+        const int total = s->active + rows;
+        ensure_rows(s->cross_k, s->max_rows, s->active);
+        ensure_rows(s->cross_v, s->max_rows, s->active);
+        ensure_rows(s->self_k, s->max_rows, s->active, s->last_pos + 1);
+        ensure_rows(s->self_v, s->max_rows, s->active, s->last_pos + 1);
+        s->cross_k.narrow(1, s->active, rows).copy_(k);
+        s->cross_v.narrow(1, s->active, rows).copy_(v);
+        s->active = total;  // the new rows' self cache is filled from position 0 as they step
+        return MT3_OK;
+    });
+}
+
 int encode(mt3_engine_session *s, const float *features, int n_segments, mt3_error *err)
 {
     if (!s)
         return set_err(err, MT3_E_VALUE, "encode: NULL session");
     return encode_frames(s, features, n_segments, s->m->frames, err);
+}
+
+// Grow the self cache along positions so that position `pos` fits (keeps 0..cap-1).
+void grow_positions(mt3_engine_session *s, int pos)
+{
+    const mt3_engine_model *m = s->m;
+    if (pos < s->cap)
+        return;
+    int cap = std::min(m->max_len, std::max(s->cap * 2, pos + 1));
+    at::Tensor nk = at::empty({s->self_k.size(0), s->self_k.size(1), s->self_k.size(2), cap, s->self_k.size(4)},
+                              s->self_k.options());
+    at::Tensor nv = at::empty_like(nk);
+    nk.narrow(3, 0, s->cap).copy_(s->self_k);
+    nv.narrow(3, 0, s->cap).copy_(s->self_v);
+    s->self_k = nk;
+    s->self_v = nv;
+    s->cap = cap;
 }
 
 int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next_out, mt3_error *err)
@@ -582,18 +683,7 @@ int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next
             device_guard.reset_device(s->m->device);
         torch::jit::GraphOptimizerEnabledGuard opt(false);
         apply_threads(thread_count(s));
-        if (pos >= s->cap) {  // grow the self cache (keep positions 0..cap-1)
-            int cap = std::min(m->max_len, std::max(s->cap * 2, pos + 1));
-            at::Tensor nk = at::empty({s->self_k.size(0), s->self_k.size(1), s->self_k.size(2), cap,
-                                       s->self_k.size(4)},
-                                      s->self_k.options());
-            at::Tensor nv = at::empty_like(nk);
-            nk.narrow(3, 0, s->cap).copy_(s->self_k);
-            nv.narrow(3, 0, s->cap).copy_(s->self_v);
-            s->self_k = nk;
-            s->self_v = nv;
-            s->cap = cap;
-        }
+        grow_positions(s, pos);
         at::Tensor tok = torch::from_blob(const_cast<int64_t *>(tokens_in), {n}, at::kLong);
         tok = m->device.is_cpu() ? tok.clone() : tok.to(m->device);
         at::Tensor sk = s->self_k.narrow(1, 0, n);
@@ -609,6 +699,76 @@ int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next
         s->last_pos = std::max(s->last_pos, pos);
         return MT3_OK;
     });
+}
+
+int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, const int32_t *sizes,
+                const int32_t *positions, int64_t *next_out, mt3_error *err)
+{
+    if (!s || !tokens_in || !next_out || !sizes || !positions)
+        return set_err(err, MT3_E_VALUE, "step_groups: NULL argument");
+    const mt3_engine_model *m = s->m;
+    if (!m->step_groups)
+        return set_err(err, MT3_E_FRAMEWORK,
+                       "step_groups: this exported model has no step_groups method (exported by an older "
+                       "mt3-infer); re-export it with `mt3-infer export` for continuous batching");
+    if (!s->encoded || s->active < 1)
+        return set_err(err, MT3_E_VALUE, "step_groups: no active rows (call encode first)");
+    if (n_groups < 1 || n_groups > s->active)
+        return set_err(err, MT3_E_VALUE, "step_groups: bad group count");
+    long long total = 0;
+    int max_pos = 0;
+    for (int g = 0; g < n_groups; ++g) {
+        if (sizes[g] < 1 || positions[g] < 0 || positions[g] >= m->max_len)
+            return set_err(err, MT3_E_VALUE,
+                           "step_groups: group " + std::to_string(g) + " has " + std::to_string(sizes[g]) +
+                               " rows at position " + std::to_string(positions[g]) + " (positions 0.." +
+                               std::to_string(m->max_len - 1) + ")");
+        total += sizes[g];
+        max_pos = std::max(max_pos, static_cast<int>(positions[g]));
+    }
+    if (total != s->active)
+        return set_err(err, MT3_E_VALUE, "step_groups: group sizes add up to " + std::to_string(total) +
+                                             ", not the " + std::to_string(s->active) + " active rows");
+    const int n = s->active;
+    for (int i = 0; i < n; ++i)
+        if (tokens_in[i] < 0 || tokens_in[i] >= m->vocab)
+            return set_err(err, MT3_E_VALUE,
+                           "step_groups: token id " + std::to_string(static_cast<long long>(tokens_in[i])) +
+                               " outside the vocabulary");
+    return guarded(err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
+        c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
+        torch::jit::GraphOptimizerEnabledGuard opt(false);
+        apply_threads(thread_count(s));
+        grow_positions(s, max_pos);
+        at::Tensor tok = torch::from_blob(const_cast<int64_t *>(tokens_in), {n}, at::kLong);
+        tok = m->device.is_cpu() ? tok.clone() : tok.to(m->device);
+        c10::List<int64_t> sz, ps;
+        for (int g = 0; g < n_groups; ++g) {
+            sz.push_back(sizes[g]);
+            ps.push_back(positions[g]);
+        }
+        at::Tensor sk = s->self_k.narrow(1, 0, n);
+        at::Tensor sv = s->self_v.narrow(1, 0, n);
+        at::Tensor ck = s->cross_k.narrow(1, 0, n);
+        at::Tensor cv = s->cross_v.narrow(1, 0, n);
+        auto res = m->module.get_method("step_groups")({tok, sz, ps, sk, sv, ck, cv});
+        at::Tensor nxt = res.toTensor();
+        if (nxt.dim() != 1 || nxt.size(0) != n)
+            return set_err(err, MT3_E_INFERENCE,
+                           "step_groups returned ids of an unexpected shape " + c10::str(nxt.sizes()));
+        nxt = nxt.to(at::kCPU, at::kLong).contiguous();
+        std::memcpy(next_out, nxt.data_ptr<int64_t>(), sizeof(int64_t) * static_cast<size_t>(n));
+        s->last_pos = std::max(s->last_pos, max_pos);
+        return MT3_OK;
+    });
+}
+
+int model_caps(const mt3_engine_model *m)
+{
+    return m && m->step_groups ? MT3_ENGINE_CAP_STEP_GROUPS : 0;
 }
 
 int keep_rows(mt3_engine_session *s, const int32_t *rows, int n_rows, mt3_error *err)
@@ -675,6 +835,9 @@ const mt3_engine_api kApi = {
     active_rows,
     encode_frames,
     session_set_threads,
+    model_caps,
+    append_rows,
+    step_groups,
 };
 
 }  // namespace

@@ -154,10 +154,12 @@ static PyObject *EngineModel_get_device(EngineModelObject *self, void *closure)
 /* Shared by the adapters: run the decode loop on a float32 feature block.
  * Returns a new int64 array [S, C, L] (and the step counters). */
 PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int batch_size,
-                              int max_new_tokens, int num_threads, int64_t *steps, int64_t *row_steps);
+                              int max_new_tokens, int num_threads, int drain_only, int64_t *steps,
+                              int64_t *row_steps);
 
 PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int batch_size,
-                              int max_new_tokens, int num_threads, int64_t *steps, int64_t *row_steps)
+                              int max_new_tokens, int num_threads, int drain_only, int64_t *steps,
+                              int64_t *row_steps)
 {
     PyArrayObject *arr = (PyArrayObject *)PyArray_FROM_OTF(features, NPY_FLOAT32,
                                                            NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
@@ -178,7 +180,7 @@ PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int ba
         Py_DECREF(arr);
         return PyErr_Format(PyExc_ValueError, "features too large");
     }
-    mt3_decode_opts opts = {batch_size, max_new_tokens, num_threads, NULL, NULL, NULL};
+    mt3_decode_opts opts = {batch_size, max_new_tokens, num_threads, NULL, NULL, NULL, drain_only};
     mt3_tokens toks;
     memset(&toks, 0, sizeof toks);
     mt3_error err;
@@ -211,11 +213,12 @@ PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int ba
 
 static PyObject *EngineModel_decode(EngineModelObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"features", "batch_size", "max_new_tokens", "num_threads", "stats", NULL};
+    static char *kwlist[] = {"features", "batch_size", "max_new_tokens", "num_threads", "stats", "drain_only",
+                             NULL};
     PyObject *features;
-    int batch_size = 0, max_new = 0, threads = 0, stats = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iiip", kwlist, &features, &batch_size, &max_new,
-                                     &threads, &stats))
+    int batch_size = 0, max_new = 0, threads = 0, stats = 0, drain_only = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iiipp", kwlist, &features, &batch_size, &max_new,
+                                     &threads, &stats, &drain_only))
         return NULL;
     if (check_loaded(self) < 0)
         return NULL;
@@ -224,7 +227,8 @@ static PyObject *EngineModel_decode(EngineModelObject *self, PyObject *args, PyO
         return NULL;
     }
     int64_t steps = 0, row_steps = 0;
-    PyObject *ids = mt3py_engine_decode(self->model, features, batch_size, max_new, threads, &steps, &row_steps);
+    PyObject *ids = mt3py_engine_decode(self->model, features, batch_size, max_new, threads, drain_only, &steps,
+                                        &row_steps);
     if (!ids || !stats)
         return ids;
     return Py_BuildValue("NLL", ids, (long long)steps, (long long)row_steps);
@@ -238,7 +242,7 @@ static PyGetSetDef EngineModel_getset[] = {
 
 static PyMethodDef EngineModel_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))EngineModel_decode, METH_VARARGS | METH_KEYWORDS,
-     "decode(features, batch_size=0, max_new_tokens=0, num_threads=0, stats=False)\n"
+     "decode(features, batch_size=0, max_new_tokens=0, num_threads=0, stats=False, drain_only=False)\n"
      "Greedy-decode float32 features [segments, frames, bins] -> int64 ids\n"
      "[segments, channels, length] (with stats: (ids, steps, row_steps))."},
     {NULL, NULL, 0, NULL},
@@ -495,21 +499,21 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     static char *kwlist[] = {"audio",       "sr",           "midi",          "notes",
                              "sort_notes",  "batch_size",   "max_new_tokens", "num_threads",
                              "allow_resample", "decode_flags", "midi_flags",  "stats",
-                             "preset",      "progress",     "max_memory_mb", NULL};
+                             "preset",      "progress",     "max_memory_mb", "drain_only", NULL};
     PyObject *audio, *sr_o;
     int sr;
     int want_midi = 1, want_notes = 0, sort_notes = 1, batch = 0, max_new = 0, threads = 0;
-    int allow_resample = 0, stats = 0, max_mb = 0;
+    int allow_resample = 0, stats = 0, max_mb = 0, drain_only = 0;
     unsigned int decode_flags = 0;
     long long midi_flags = -1;
     const char *preset_name = NULL;
     PyObject *progress = Py_None;
     if (core_ready(self) < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzOi", kwlist, &audio, &sr_o, &want_midi,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzOip", kwlist, &audio, &sr_o, &want_midi,
                                      &want_notes, &sort_notes, &batch, &max_new, &threads,
                                      &allow_resample, &decode_flags, &midi_flags, &stats,
-                                     &preset_name, &progress, &max_mb))
+                                     &preset_name, &progress, &max_mb, &drain_only))
         return NULL;
     if (progress != Py_None && !PyCallable_Check(progress))
         return PyErr_Format(PyExc_TypeError,
@@ -538,6 +542,7 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
     o.max_new_tokens = max_new;
     o.num_threads = threads;
     o.max_memory_mb = max_mb;
+    o.drain_only = drain_only;
     o.allow_resample = allow_resample;
     o.decode_flags = decode_flags;
     if (midi_flags >= 0)
@@ -583,10 +588,13 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
         notes_obj = want_notes ? notes_array(&res.notes) : Py_NewRef(Py_None);
     if (notes_obj) {
         if (stats)
-            stats_obj = Py_BuildValue("{s:i,s:i,s:i,s:i,s:L,s:L,s:n,s:d,s:d,s:d,s:d}", "segments",
+            stats_obj = Py_BuildValue("{s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:d,s:n,s:d,s:d,s:d,s:d}", "segments",
                                       res.n_segments, "window", res.window, "batch", res.batch,
                                       "token_length", res.token_length, "steps", (long long)res.steps,
-                                      "row_steps", (long long)res.row_steps, "samples_16k",
+                                      "row_steps", (long long)res.row_steps, "slot_steps",
+                                      (long long)res.slot_steps, "padding",
+                                      res.slot_steps > 0 ? 1.0 - (double)res.row_steps / (double)res.slot_steps : 0.0,
+                                      "samples_16k",
                                       (Py_ssize_t)res.samples_16k, "t_audio", res.t_audio, "t_features",
                                       res.t_features, "t_network", res.t_network, "t_notes", res.t_notes);
         else
@@ -651,7 +659,7 @@ static PyMethodDef AdapterCore_methods[] = {
     {"_run", (PyCFunction)(void (*)(void))AdapterCore_run, METH_VARARGS | METH_KEYWORDS,
      "_run(audio, sr, midi=True, notes=False, sort_notes=True, batch_size=0, max_new_tokens=0,\n"
      "     num_threads=0, allow_resample=False, decode_flags=0, midi_flags=-1, stats=False,\n"
-     "     preset=None, progress=None, max_memory_mb=0)\n"
+     "     preset=None, progress=None, max_memory_mb=0, drain_only=False)\n"
      "-> (midi bytes | None, notes | None, stats dict | None).  GIL released throughout, taken\n"
      "back briefly (at most every ~0.2 s) to call progress(segments_done, segments_total,\n"
      "tokens_done) and, on the main thread, to honour Ctrl-C; an exception from either stops\n"

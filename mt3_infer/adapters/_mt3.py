@@ -238,6 +238,10 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         self.max_new_tokens = max_new_tokens
         self.dtype = dtype
         self.max_memory_mb = max_memory_mb
+        # Continuous batching (a finished row's slot takes the next segment)
+        # when the exported model supports it; False: batches drain, the
+        # baseline.  Same tokens either way.
+        self.continuous_batching = True
         _opt_int("max_memory_mb", max_memory_mb)
         _opt_int("num_threads", num_threads)
         _opt_int("batch_size", batch_size)
@@ -318,7 +322,7 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         prog = _Progress(progress)
         try:
             return self._run(audio, sr, midi=midi, notes=notes, stats=stats, progress=prog.callback,
-                             **kw, **extra)
+                             drain_only=not self.continuous_batching, **kw, **extra)
         finally:
             prog.close()
 
@@ -382,8 +386,12 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
 
     def transcribe_stats(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
                          num_threads=None, progress=None, max_memory_mb=None):
-        """(midi bytes, stats dict) — stats: segments, token_length, steps,
-        row_steps (tokens computed), samples_16k and per-stage seconds
+        """(midi bytes, stats dict) — stats: segments, window and batch
+        (segments per feature window and per decoder batch, from
+        ``max_memory_mb``), token_length, steps, row_steps (tokens computed),
+        slot_steps (batch slots x steps) and padding (1 - row_steps /
+        slot_steps: the share of batch slots left idle by rows that ended
+        while their batch ran on), samples_16k and per-stage seconds
         (t_audio, t_features, t_network, t_notes).  For benchmarks."""
         data, _, stats = self._native(audio, sr, midi=True, notes=False, batch_size=batch_size,
                                       max_new_tokens=max_new_tokens, num_threads=num_threads,

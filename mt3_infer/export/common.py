@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 from ..exceptions import CheckpointError, FrameworkError
 
 FORMAT_VERSION = 1
-EXPORTER_VERSION = "mt3-infer-export/1"
+EXPORTER_VERSION = "mt3-infer-export/2"  # 2: step_groups (continuous batching)
 META_NAME = "mt3_infer.json"
 
 # Keys every artifact must carry, with their Python types.

@@ -357,6 +357,8 @@ class MT3Runtime(nn.Module):
       encode(features[B,T,F]) -> (cross_k, cross_v) each [L, B, H, T, Dh]
       step(tokens[N], pos, self_k, self_v, cross_k, cross_v) -> next ids [N]
       step_logits(...) -> logits [N, V]
+      step_groups(tokens[N], sizes, positions, self_k, ...) -> next ids [N] (rows in groups
+          at different positions: continuous batching)
       encoder_hidden(features) -> [B, T, D]
     """
 
@@ -501,18 +503,36 @@ class MT3Runtime(nn.Module):
         kv = kv.contiguous()  # [2, L, B, H, T, Dh]
         return kv[0], kv[1]
 
-    @torch.jit.export
-    def step_logits(self, tokens: Tensor, pos: int, self_k: Tensor, self_v: Tensor,
-                    cross_k: Tensor, cross_v: Tensor) -> Tensor:
-        """One cached decoder step for N rows at position ``pos``.  Writes this
-        position's keys/values into self_k/self_v[:, :, :, pos] in place and
-        attends to cache positions 0..pos.  Returns logits [N, V]."""
-        if pos < 0 or pos >= self_k.size(3) or pos >= self.max_len:
-            raise RuntimeError("decoder position outside the cache")
+    def _check_groups(self, n: int, cap: int, sizes: List[int], poss: List[int]):
+        if len(sizes) != len(poss) or len(sizes) == 0:
+            raise RuntimeError("step_groups: sizes and positions must be non-empty lists of one length")
+        total = 0
+        for g in range(len(sizes)):
+            if sizes[g] < 1 or poss[g] < 0 or poss[g] >= cap or poss[g] >= self.max_len:
+                raise RuntimeError("decoder position outside the cache, or an empty group")
+            total += sizes[g]
+        if total != n:
+            raise RuntimeError("step_groups: group sizes do not add up to the rows")
+
+    def _rows_logits(self, tokens: Tensor, sizes: List[int], poss: List[int], self_k: Tensor,
+                     self_v: Tensor, cross_k: Tensor, cross_v: Tensor) -> Tensor:
+        """Cached decoder step for N rows in contiguous groups: group g is the
+        next sizes[g] rows, all at position poss[g].  Row-wise operations run
+        on all N rows at once; self-attention runs per group over exactly its
+        positions 0..poss[g] (no padding or masking), so each row computes
+        what it would in a batch of its group alone."""
         n = tokens.size(0)
+        self._check_groups(n, self_k.size(3), sizes, poss)
         hd = self.n_heads
         dk = self.d_kv
-        x = torch.embedding(self.embed, tokens) + self.dec_pe[pos]
+        if len(sizes) == 1:
+            pe = self.dec_pe[poss[0]]
+        else:
+            parts: List[Tensor] = []
+            for g in range(len(sizes)):
+                parts.append(self.dec_pe[poss[g]].unsqueeze(0).expand(sizes[g], self.dec_pe.size(1)))
+            pe = torch.cat(parts, 0)
+        x = torch.embedding(self.embed, tokens) + pe
         i = 0
         for layer in self.dec_layers:
             base = 6 * i
@@ -520,12 +540,22 @@ class MT3Runtime(nn.Module):
             qkv = self._lin(a, layer.wqkv, base).view(n, 3, hd, dk)
             kc = self_k.select(0, i)
             vc = self_v.select(0, i)
-            kc.select(2, pos).copy_(qkv.select(1, 1))
-            vc.select(2, pos).copy_(qkv.select(1, 2))
-            q = qkv.select(1, 0).unsqueeze(2)  # [N, H, 1, Dh]
-            scores = torch.matmul(q, kc.narrow(2, 0, pos + 1).transpose(3, 2))
-            w = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
-            o = torch.matmul(w, vc.narrow(2, 0, pos + 1)).reshape(n, self.inner)
+            outs: List[Tensor] = []
+            r0 = 0
+            for gi in range(len(sizes)):
+                sz = sizes[gi]
+                pos = poss[gi]
+                part = qkv.narrow(0, r0, sz)
+                kg = kc.narrow(0, r0, sz)
+                vg = vc.narrow(0, r0, sz)
+                kg.select(2, pos).copy_(part.select(1, 1))
+                vg.select(2, pos).copy_(part.select(1, 2))
+                q = part.select(1, 0).unsqueeze(2)  # [sz, H, 1, Dh]
+                scores = torch.matmul(q, kg.narrow(2, 0, pos + 1).transpose(3, 2))
+                w = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
+                outs.append(torch.matmul(w, vg.narrow(2, 0, pos + 1)).reshape(sz, self.inner))
+                r0 += sz
+            o = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
             x = x + self._lin(o, layer.wo, base + 1)
             a = self._rms(x, layer.ln1)
             q = self._lin(a, layer.wq_c, base + 2).view(n, hd, 1, dk)
@@ -542,10 +572,26 @@ class MT3Runtime(nn.Module):
         return self._lin(h, self.lm_head, 6 * self.n_dec)
 
     @torch.jit.export
+    def step_logits(self, tokens: Tensor, pos: int, self_k: Tensor, self_v: Tensor,
+                    cross_k: Tensor, cross_v: Tensor) -> Tensor:
+        """One cached decoder step for N rows at position ``pos``.  Writes this
+        position's keys/values into self_k/self_v[:, :, :, pos] in place and
+        attends to cache positions 0..pos.  Returns logits [N, V]."""
+        return self._rows_logits(tokens, [tokens.size(0)], [pos], self_k, self_v, cross_k, cross_v)
+
+    @torch.jit.export
     def step(self, tokens: Tensor, pos: int, self_k: Tensor, self_v: Tensor,
              cross_k: Tensor, cross_v: Tensor) -> Tensor:
         """Greedy next ids [N] (argmax, ties -> lowest id) of :meth:`step_logits`."""
         return torch.argmax(self.step_logits(tokens, pos, self_k, self_v, cross_k, cross_v), dim=-1)
+
+    @torch.jit.export
+    def step_groups(self, tokens: Tensor, sizes: List[int], poss: List[int], self_k: Tensor,
+                    self_v: Tensor, cross_k: Tensor, cross_v: Tensor) -> Tensor:
+        """Greedy next ids [N] for rows in groups at different positions
+        (continuous batching): group g is the next sizes[g] rows, at position
+        poss[g]; each writes its keys/values at its own position."""
+        return torch.argmax(self._rows_logits(tokens, sizes, poss, self_k, self_v, cross_k, cross_v), dim=-1)
 
     def forward(self, features: Tensor) -> Tensor:
         return self.encoder_hidden(features)

@@ -876,6 +876,7 @@ class YourMT3Net(nn.Module):
     encode(features[B,T,F]) -> (cross_k, cross_v) [L, B*C, H, T, Dh], row b*C + c
     step(tokens[N], pos, self_k, self_v, cross_k, cross_v) -> next ids [N]
     step_logits(...) -> logits [N, V]
+    step_groups(tokens[N], sizes, positions, self_k, ...) -> next ids [N] (continuous batching)
     encoder_hidden(features) -> Perceiver-TF output (B, T, K, D)
     memory(features) -> bridge output (B, C, T, d_model)
     """
@@ -964,22 +965,49 @@ class YourMT3Net(nn.Module):
         return self.encode(features)
 
     # ---------------------------------------------------------------- decoder
-    def _decoder_hidden(self, tokens: Tensor, pos: int, self_k: Tensor, self_v: Tensor,
-                        cross_k: Tensor, cross_v: Tensor) -> Tensor:
-        if pos < 0 or pos >= self_k.size(3) or pos >= self.pe.size(0):
-            raise RuntimeError("step: position outside the self-attention cache")
+    def _decoder_hidden(self, tokens: Tensor, sizes: List[int], poss: List[int], self_k: Tensor,
+                        self_v: Tensor, cross_k: Tensor, cross_v: Tensor) -> Tensor:
+        """Cached decoder step for N rows in contiguous groups (group g: the next
+        sizes[g] rows, all at position poss[g]); self-attention per group over
+        exactly its positions 0..poss[g], everything else on all rows at once."""
         n = tokens.size(0)
+        if len(sizes) != len(poss) or len(sizes) == 0:
+            raise RuntimeError("step: sizes and positions must be non-empty lists of one length")
+        total = 0
+        for g in range(len(sizes)):
+            if sizes[g] < 1 or poss[g] < 0 or poss[g] >= self_k.size(3) or poss[g] >= self.pe.size(0):
+                raise RuntimeError("step: position outside the self-attention cache, or an empty group")
+            total += sizes[g]
+        if total != n:
+            raise RuntimeError("step: group sizes do not add up to the rows")
         h_, dh = self.n_heads, self.d_kv
-        x = F.embedding(tokens, self.embed) + self.pe[pos]
+        if len(sizes) == 1:
+            pe = self.pe[poss[0]]
+        else:
+            parts: List[Tensor] = []
+            for g in range(len(sizes)):
+                parts.append(self.pe[poss[g]].unsqueeze(0).expand(sizes[g], self.pe.size(1)))
+            pe = torch.cat(parts, 0)
+        x = F.embedding(tokens, self.embed) + pe
         for l in range(self.n_layers):
             h = _rms(x, self.ln_self[l], self.dec_eps)
             q, k, v = F.linear(h, self.w_qkv[l]).view(n, 3, h_, dh).unbind(1)
-            self_k[l].select(2, pos).copy_(k)
-            self_v[l].select(2, pos).copy_(v)
-            keys = self_k[l].narrow(2, 0, pos + 1)
-            vals = self_v[l].narrow(2, 0, pos + 1)
-            p = torch.softmax(torch.matmul(q.unsqueeze(2), keys.transpose(-1, -2)).float(), dim=-1)
-            ctx = torch.matmul(p.to(vals.dtype), vals).reshape(n, h_ * dh)
+            outs: List[Tensor] = []
+            r0 = 0
+            for gi in range(len(sizes)):
+                sz = sizes[gi]
+                pos = poss[gi]
+                kl = self_k[l].narrow(0, r0, sz)
+                vl = self_v[l].narrow(0, r0, sz)
+                kl.select(2, pos).copy_(k.narrow(0, r0, sz))
+                vl.select(2, pos).copy_(v.narrow(0, r0, sz))
+                keys = kl.narrow(2, 0, pos + 1)
+                vals = vl.narrow(2, 0, pos + 1)
+                p = torch.softmax(torch.matmul(q.narrow(0, r0, sz).unsqueeze(2), keys.transpose(-1, -2)).float(),
+                                  dim=-1)
+                outs.append(torch.matmul(p.to(vals.dtype), vals).reshape(sz, h_ * dh))
+                r0 += sz
+            ctx = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
             x = x + F.linear(ctx, self.w_o[l])
             h = _rms(x, self.ln_cross[l], self.dec_eps)
             q = F.linear(h, self.w_cq[l]).view(n, h_, 1, dh)
@@ -994,7 +1022,7 @@ class YourMT3Net(nn.Module):
     @torch.jit.export
     def step_logits(self, tokens: Tensor, pos: int, self_k: Tensor, self_v: Tensor,
                     cross_k: Tensor, cross_v: Tensor) -> Tensor:
-        h = self._decoder_hidden(tokens, pos, self_k, self_v, cross_k, cross_v)
+        h = self._decoder_hidden(tokens, [tokens.size(0)], [pos], self_k, self_v, cross_k, cross_v)
         return F.linear(h * self.head_scale, self.lm_head)
 
     @torch.jit.export
@@ -1002,6 +1030,14 @@ class YourMT3Net(nn.Module):
              cross_k: Tensor, cross_v: Tensor) -> Tensor:
         logits = self.step_logits(tokens, pos, self_k, self_v, cross_k, cross_v)
         return torch.argmax(logits, dim=-1)
+
+    @torch.jit.export
+    def step_groups(self, tokens: Tensor, sizes: List[int], poss: List[int], self_k: Tensor,
+                    self_v: Tensor, cross_k: Tensor, cross_v: Tensor) -> Tensor:
+        """Greedy next ids [N] for rows in groups at different positions
+        (continuous batching); see _decoder_hidden."""
+        h = self._decoder_hidden(tokens, sizes, poss, self_k, self_v, cross_k, cross_v)
+        return torch.argmax(F.linear(h * self.head_scale, self.lm_head), dim=-1)
 
     @torch.jit.ignore
     def decode_full(self, tokens: Tensor, cross_k: Tensor, cross_v: Tensor) -> Tensor:
