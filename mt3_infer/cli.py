@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -197,6 +198,16 @@ def _count_notes(midi) -> int:
     return sum(1 for tr in midi.tracks for m in tr if m.type == "note_on" and m.velocity > 0)
 
 
+#: Files per adapter.transcribe_many call in the multi-file mode.
+CLI_FILES_PER_CALL = 16
+
+
+def _midi_from_bytes(data: bytes):
+    import mido
+
+    return mido.MidiFile(file=io.BytesIO(data))
+
+
 def cmd_transcribe(args) -> int:
     from . import api, registry
     from .audio import load_audio
@@ -246,10 +257,60 @@ def cmd_transcribe(args) -> int:
 
     failures = 0
     bar = _FileProgress(len(todo), enabled=_isatty(sys.stderr) and not quiet and not args.no_progress)
+
+    def write_outputs(src, dst, midi, notes, seconds_audio, seconds_taken):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        midi.save(str(dst))
+        extra = []
+        if args.notes_csv:
+            p = dst.with_suffix(".notes.csv")
+            write_notes_csv(notes, p)
+            extra.append(str(p))
+        if args.notes_json:
+            p = dst.with_suffix(".notes.json")
+            write_notes_json(notes, p, source=str(src), model=model_id, duration=seconds_audio)
+            extra.append(str(p))
+        if not quiet:
+            n = len(notes) if notes is not None else _count_notes(midi)
+            more = (" + " + ", ".join(extra)) if extra else ""
+            print(f"{_ok()} {src} -> {dst}{more} ({n} notes, {seconds_audio:.1f}s audio, "
+                  f"{seconds_taken:.1f}s)")
+
+    def failed(src, exc):
+        nonlocal failures
+        failures += 1
+        _err(f"{src}: {type(exc).__name__}: {exc}")
+        if args.verbose:
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+
+    # Several files: their segments share one decoder (adapter.transcribe_many), a
+    # group of files per call; results and errors stay per file.
+    group = CLI_FILES_PER_CALL if hasattr(adapter, "transcribe_many") and len(todo) > 1 else 1
     try:
-        for src, dst in todo:
-            bar.step(str(src))
+        for g0 in range(0, len(todo), group):
+            part = todo[g0:g0 + group]
             t1 = time.monotonic()
+            if group > 1:
+                bar.step(f"{part[0][0]} (+{len(part) - 1})" if len(part) > 1 else str(part[0][0]))
+                results = adapter.transcribe_many([str(src) for src, _ in part], notes=True, stats=True,
+                                                  **call)
+                took = (time.monotonic() - t1) / len(part)
+                for (src, dst), r in zip(part, results):
+                    try:
+                        if isinstance(r, BaseException):
+                            raise r
+                        data, notes, st = r
+                        write_outputs(src, dst, _midi_from_bytes(data), notes if want_notes else None,
+                                      st["samples_16k"] / 16000.0, took)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as exc:
+                        failed(src, exc)
+                    finally:
+                        bar.done_one()
+                continue
+            src, dst = part[0]
+            bar.step(str(src))
             try:
                 audio, sr = load_audio(src)  # 16 kHz mono, as 0.2.0's load_audio
                 if want_notes and hasattr(adapter, "transcribe_with_notes"):
@@ -257,30 +318,11 @@ def cmd_transcribe(args) -> int:
                 else:
                     midi = adapter.transcribe(audio, sr=sr, **call)
                     notes = adapter.transcribe_notes(audio, sr=sr, **call) if want_notes else None
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                midi.save(str(dst))
-                extra = []
-                if args.notes_csv:
-                    p = dst.with_suffix(".notes.csv")
-                    write_notes_csv(notes, p)
-                    extra.append(str(p))
-                if args.notes_json:
-                    p = dst.with_suffix(".notes.json")
-                    write_notes_json(notes, p, source=str(src), model=model_id,
-                                     duration=float(audio.shape[0]) / sr)
-                    extra.append(str(p))
-                if not quiet:
-                    n = len(notes) if notes is not None else _count_notes(midi)
-                    more = (" + " + ", ".join(extra)) if extra else ""
-                    print(f"{_ok()} {src} -> {dst}{more} ({n} notes, {audio.shape[0] / sr:.1f}s audio, "
-                          f"{time.monotonic() - t1:.1f}s)")
+                write_outputs(src, dst, midi, notes, float(audio.shape[0]) / sr, time.monotonic() - t1)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
-                failures += 1
-                _err(f"{src}: {type(exc).__name__}: {exc}")
-                if args.verbose:
-                    traceback.print_exc()
+                failed(src, exc)
             finally:
                 bar.done_one()
     finally:

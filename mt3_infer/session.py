@@ -108,6 +108,15 @@ class MT3Session:
         adapter = self._ready_adapter()
         return adapter.transcribe_notes(audio, sr=sr, **kwargs)
 
+    def infer_many(self, inputs: Any, *, sr: int = 16000, **kwargs: Any):
+        """``adapter.transcribe_many(inputs, sr=sr, **kwargs)``: arrays, ``(array,
+        sr)`` pairs or file paths through one shared decoder; a list in input
+        order with a ``mido.MidiFile`` or the exception of each input."""
+        adapter = self._ready_adapter()
+        if not hasattr(adapter, "transcribe_many"):
+            raise TypeError(f"{type(adapter).__name__} has no transcribe_many")
+        return adapter.transcribe_many(inputs, sr=sr, **kwargs)
+
     def _ready_adapter(self):
         with self._lock:
             if self._status != "ready" or self._adapter is None:

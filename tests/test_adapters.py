@@ -12,6 +12,8 @@ import threading
 import numpy as np
 import pytest
 
+import mt3_infer
+
 torch = pytest.importorskip("torch")
 mido = pytest.importorskip("mido")
 
@@ -169,6 +171,78 @@ def test_continuous_batching_gives_the_same_bytes(request, kind):
         assert got == data, bs
         assert cst["row_steps"] == st["row_steps"] and cst["steps"] <= st["steps"]
         assert 0.0 <= cst["padding"] < 1.0 and 0.0 <= st["padding"] < 1.0
+
+
+def _write_wav(path, audio, sr=16000):
+    import wave
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm.tobytes())
+
+
+@pytest.mark.parametrize("kind", ["mr", "mtp"])
+def test_transcribe_many_equals_one_by_one(request, kind, tmp_path):
+    """Cross-file batching: arrays of mixed lengths, (array, rate) pairs and
+    paths share one decoder; every result equals its own call byte for byte
+    (also with a batch smaller than the inputs, so rows of different inputs
+    share batches), and bad inputs give their own exception while the others
+    complete."""
+    adapter = request.getfixturevalue(kind)
+    clips = [audio_clip(s, seed) for s, seed in ((3.0, 21), (0.3, 22), (6.5, 23), (2.0, 24))]
+    good = tmp_path / "good.wav"
+    _write_wav(good, audio_clip(4.0, 25))
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    nan = clips[0].copy()
+    nan[100] = np.nan
+    inputs = [clips[0], str(good), nan, (clips[1], 16000), str(corrupt), clips[2],
+              (np.zeros((2, 9000), np.float32), 16000), clips[3]]
+    if kind == "mr":
+        inputs.append((audio_clip(2.0, 26, sr=22050), 22050))  # MR-MT3 refuses other rates
+    for bs in (None, 2):
+        got = adapter.transcribe_many(inputs, batch_size=bs, max_new_tokens=CAP, stats=True)
+        assert len(got) == len(inputs)
+        for i, item in enumerate(inputs):
+            r = got[i]
+            if i in (2, 4, 6, 8):
+                assert isinstance(r, AudioError), (i, r)
+                continue
+            if isinstance(item, str):
+                audio, sr = mt3_infer.load_audio(item)
+            elif isinstance(item, tuple):
+                audio, sr = item
+            else:
+                audio, sr = item, 16000
+            want = adapter.transcribe_bytes(audio, sr, batch_size=bs, max_new_tokens=CAP)
+            assert r[0] == want, (bs, i)
+        assert "NaN at sample 100" in str(got[2]) and "channels-first" in str(got[6])
+        if kind == "mr":
+            assert isinstance(got[8], SampleRateError)
+    midis = adapter.transcribe_many(clips, max_new_tokens=CAP)
+    assert [midi_bytes(m) for m in midis] == [adapter.transcribe_bytes(c, 16000, max_new_tokens=CAP) for c in clips]
+    with_notes = adapter.transcribe_many(clips[:2], max_new_tokens=CAP, notes=True)
+    np.testing.assert_array_equal(with_notes[0][1], adapter.transcribe_notes(clips[0], 16000, max_new_tokens=CAP))
+    assert adapter.transcribe_many([], max_new_tokens=CAP) == []
+
+
+@pytest.mark.parametrize("kind", ["mr", "mtp"])
+def test_stream_equals_offline(request, kind):
+    """Streaming with the MR-MT3 and MT3-PyTorch rules (random weights that
+    emit notes): notes released over the stream and its MIDI equal the offline
+    call's, lengths around segment edges included."""
+    from tests.test_stream import canonical, stream_all
+
+    adapter = request.getfixturevalue(kind)
+    for seconds, chunks in ((9.0, [1600]), (32768 * 3 / 16000, [7000, 1]), (0.005, [40])):
+        audio = audio_clip(seconds, 31)
+        want = adapter.transcribe_notes(audio, 16000, max_new_tokens=CAP)
+        s, got, _ = stream_all(adapter, audio, chunks, cap=CAP)
+        np.testing.assert_array_equal(canonical(got), canonical(want))
+        assert s.midi() == adapter.transcribe_bytes(audio, 16000, max_new_tokens=CAP)
 
 
 def test_input_forms(mr):

@@ -184,6 +184,17 @@ def test_continuous_batching_gives_the_same_bytes(ymt3):
         assert cst["row_steps"] == st["row_steps"] and cst["steps"] <= st["steps"]
 
 
+def test_stream_equals_offline(ymt3):
+    from tests.test_stream import canonical, stream_all
+
+    for n, chunks in ((3 * SEG + 500, [1600]), (2 * SEG, [SEG, 1]), (SEG + 1, [100000])):
+        audio = audio_clip(n / 16000, 32)[:n]
+        want = ymt3.transcribe_notes(audio, 16000, max_new_tokens=20)
+        s, got, _ = stream_all(ymt3, audio, chunks, cap=20)
+        np.testing.assert_array_equal(canonical(got), canonical(want))
+        assert s.midi() == ymt3.transcribe_bytes(audio, 16000, max_new_tokens=20)
+
+
 def test_default_batch_is_eight_segments(ymt3):
     audio = audio_clip(9 * SEG / 16000 - 0.01, 7)  # 9 segments
     _, st = ymt3.transcribe_stats(audio, 16000, max_new_tokens=3)

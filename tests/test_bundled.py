@@ -96,6 +96,45 @@ def test_cli_transcribes_with_offline_model(tmp_path):
     assert sum(1 for m in mid if m.type == "note_on" and m.velocity > 0) > 0
 
 
+def test_cli_several_files_share_one_decoder(tmp_path):
+    """Multi-file mode (adapter.transcribe_many): each MIDI equals the file
+    transcribed alone; a corrupt file fails alone (exit 1, the rest written)."""
+    import wave
+
+    import mido
+
+    from mt3_infer import load_audio
+    from mt3_infer.adapters.mt3_small import MT3SmallAdapter
+
+    demo, _ = load_audio(DEMO)
+    srcs = []
+    for k, (a, b) in enumerate(((0.0, 2.5), (3.0, 3.4), (5.0, 9.0))):
+        p = tmp_path / f"in{k}.wav"
+        pcm = (np.clip(demo[int(a * 16000):int(b * 16000)], -1, 1) * 32767).astype("<i2")
+        with wave.open(str(p), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(pcm.tobytes())
+        srcs.append(p)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    out = tmp_path / "out"
+    env = dict(os.environ, MT3_OFFLINE="1", MT3_CHECKPOINT_DIR=str(tmp_path / "empty"))
+    r = subprocess.run([sys.executable, "-m", "mt3_infer.cli", "transcribe", "-m", "offline",
+                        *map(str, srcs[:2]), str(bad), str(srcs[2]), "-o", str(out), "--no-progress",
+                        "--max-new-tokens", "64"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "bad.wav" in r.stderr and not (out / "bad.mid").exists()
+    adapter = MT3SmallAdapter(num_threads=1)
+    adapter.load_model()
+    for p in srcs:
+        audio, sr = load_audio(p)
+        got = (out / (p.stem + ".mid")).read_bytes()
+        assert got == adapter.transcribe_bytes(audio, sr, max_new_tokens=64), p
+        mido.MidiFile(str(out / (p.stem + ".mid")))
+
+
 def test_offline_errors_point_to_the_bundled_model(tmp_path, monkeypatch):
     monkeypatch.setenv("MT3_CHECKPOINT_DIR", str(tmp_path))
     monkeypatch.setenv("MT3_OFFLINE", "1")

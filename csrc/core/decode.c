@@ -43,6 +43,38 @@ static int active_segments(const int32_t *row_of, int n_active, int channels)
     return n;
 }
 
+/* Segments per encoder call: the encoder's activations (attention maps of
+ * T x T per head, feed-forward) grow with the segments encoded at once, so
+ * a large batch is encoded in chunks (appended with append_rows) to keep
+ * that transient small.  Each segment's encoding is independent of the
+ * others in its call, so chunking changes no value. */
+#define ENCODE_CHUNK 8
+
+/* Encode k segments into the session: a fresh batch (`fresh`: encode, then
+ * append the rest) or more rows after the active ones (append only). */
+static int encode_segments(const mt3_model *m, mt3_engine_session *sess, const float *x, int k, int frames,
+                           int fresh, mt3_error *err)
+{
+    const mt3_engine_api *api = m->api;
+    const size_t stride = (size_t)frames * (size_t)m->meta.feature_bins;
+    int chunk = api->append_rows ? ENCODE_CHUNK : k;
+    int done = 0;
+    while (done < k) {
+        int c = k - done < chunk ? k - done : chunk;
+        const float *xc = x + (size_t)done * stride;
+        int rc;
+        if (fresh && done == 0)
+            rc = frames == m->meta.frames ? api->encode(sess, xc, c, err)
+                                          : api->encode_frames(sess, xc, c, frames, err);
+        else
+            rc = api->append_rows(sess, xc, c, frames, err);
+        if (rc)
+            return rc;
+        done += c;
+    }
+    return MT3_OK;
+}
+
 /* Continuous batching (see decode.h): at most bs segments' rows active;
  * rows sit in groups of one position each, oldest first, so a step is one
  * step_groups call.  ids: [n_segments * C][max_new], pre-filled with pad. */
@@ -76,12 +108,7 @@ static int decode_continuous(const mt3_model *m, mt3_engine_session *sess, const
         if (k > pending)
             k = pending;
         if (k > 0 && (n_active == 0 || k >= refill_min || k == pending)) {
-            const float *x = features + (size_t)next_seg * seg_stride;
-            if (next_seg == 0)
-                rc = frames == meta->frames ? api->encode(sess, x, k, err)
-                                            : api->encode_frames(sess, x, k, frames, err);
-            else
-                rc = api->append_rows(sess, x, k, frames, err);
+            rc = encode_segments(m, sess, features + (size_t)next_seg * seg_stride, k, frames, next_seg == 0, err);
             if (rc)
                 goto done;
             for (int j = 0; j < k * C; j++) {
@@ -250,11 +277,7 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
     }
     for (int s0 = 0; s0 < n_segments; s0 += bs) {
         int nb = n_segments - s0 < bs ? n_segments - s0 : bs;
-        const float *x = features + (size_t)s0 * seg_stride;
-        if (frames == meta->frames)
-            rc = api->encode(sess, x, nb, err);
-        else
-            rc = api->encode_frames(sess, x, nb, frames, err);
+        rc = encode_segments(m, sess, features + (size_t)s0 * seg_stride, nb, frames, 1, err);
         if (rc)
             goto done;
         int n_active = nb * C;

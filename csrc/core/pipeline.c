@@ -63,6 +63,7 @@ void mt3_run_result_free(mt3_run_result *r)
     if (!r)
         return;
     free(r->midi);
+    free(r->tokens);
     mt3_notes_free(&r->notes);
     memset(r, 0, sizeof *r);
 }
@@ -138,24 +139,44 @@ mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, cons
     return p;
 }
 
-int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_view *audio, int sr,
-                     const mt3_run_opts *opts, mt3_run_result *out, mt3_error *err)
+/* Resampler and preset of a call (shared by every input). */
+static int call_setup(const mt3_recipe *r, const mt3_model *m, const mt3_run_opts *o, mt3_preset *preset,
+                      mt3_error *err)
 {
-    if (!out)
-        return mt3_error_set(err, MT3_E_VALUE, "mt3_pipeline_run: NULL result");
-    memset(out, 0, sizeof *out);
-    if (!r || !m || !audio)
-        return mt3_error_set(err, MT3_E_VALUE, "mt3_pipeline_run: NULL argument");
-    mt3_run_opts o = opts ? *opts : mt3_run_opts_default(r);
     int rc = mt3_recipe_check_model(r, m, err);
     if (rc)
         return rc;
-    rc = mt3_audio_check_sr(sr, err);
+    *preset = r->preset;
+    if (o->preset_override >= 0) {
+        const mt3_preset_info *alt = mt3_preset_get_info((mt3_preset)o->preset_override);
+        if (!alt)
+            return mt3_error_set(err, MT3_E_VALUE, "unknown spectrogram preset %d", o->preset_override);
+        if (alt->n_bins != m->meta.feature_bins || alt->n_frames < m->meta.min_frames ||
+            alt->n_frames > m->meta.frames)
+            return mt3_error_set(err, MT3_E_VALUE,
+                                 "the %s network takes %d bins and %d..%d frames; preset '%s' gives "
+                                 "%d bins and %d frames", r->name, m->meta.feature_bins,
+                                 m->meta.min_frames, m->meta.frames, alt->name, alt->n_bins,
+                                 alt->n_frames);
+        *preset = (mt3_preset)o->preset_override;
+    }
+    const int max_new = o->max_new_tokens > 0 ? o->max_new_tokens : m->meta.max_new_tokens;
+    if (max_new > m->meta.max_len)
+        return mt3_error_set(err, MT3_E_VALUE, "max_new_tokens=%d exceeds this model's %d decoder positions",
+                             max_new, m->meta.max_len);
+    return MT3_OK;
+}
+
+/* One input's audio -> 16 kHz mono (the recipe's resampling rule). */
+static int prepare_input(const mt3_recipe *r, const mt3_run_opts *o, const mt3_audio_view *audio, int sr,
+                         float **mono, size_t *n, mt3_error *err)
+{
+    int rc = mt3_audio_check_sr(sr, err);
     if (rc)
         return rc;
     int resampler = r->resampler;
     if (sr != MT3_AUDIO_TARGET_SR && resampler < 0) {
-        if (!o.allow_resample)
+        if (!o->allow_resample)
             return mt3_error_set(err, MT3_E_AUDIO,
                                  "%s expects 16000 Hz audio (got sr=%d) and, like mt3-infer 0.2.0, "
                                  "does not resample; resample first (mt3_infer.load_audio returns "
@@ -165,131 +186,213 @@ int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_vi
     }
     if (resampler < 0)
         resampler = MT3_RESAMPLE_SOXR_HQ;
+    return mt3_audio_prepare(audio, sr, (mt3_resampler)resampler, mono, n, err);
+}
 
-    mt3_preset preset = r->preset;
-    if (o.preset_override >= 0) {
-        const mt3_preset_info *alt = mt3_preset_get_info((mt3_preset)o.preset_override);
-        if (!alt)
-            return mt3_error_set(err, MT3_E_VALUE, "unknown spectrogram preset %d", o.preset_override);
-        if (alt->n_bins != m->meta.feature_bins || alt->n_frames < m->meta.min_frames ||
-            alt->n_frames > m->meta.frames)
-            return mt3_error_set(err, MT3_E_VALUE,
-                                 "the %s network takes %d bins and %d..%d frames; preset '%s' gives "
-                                 "%d bins and %d frames", r->name, m->meta.feature_bins,
-                                 m->meta.min_frames, m->meta.frames, alt->name, alt->n_bins,
-                                 alt->n_frames);
-        preset = (mt3_preset)o.preset_override;
+/* Generated length of one token row: up to and including its EOS (the
+ * first one that ends a row: not at position 0 unless check_first_eos), or
+ * the whole row when it ran to the cap. */
+static int row_length(const int64_t *row, int max_new, const mt3_model_meta *meta)
+{
+    for (int p = meta->check_first_eos ? 0 : 1; p < max_new; p++)
+        if (row[p] == meta->eos_id)
+            return p + 1;
+    return max_new;
+}
+
+typedef struct input_state {
+    float *mono;
+    size_t n;
+    int nseg, first; /* segments, index of the first in the call */
+} input_state;
+
+int mt3_pipeline_run_many(const mt3_recipe *r, const mt3_model *m, int n_inputs, const mt3_audio_view *audio,
+                          const int *sr, const mt3_run_opts *opts, mt3_run_result *out, mt3_error *errs,
+                          mt3_error *err)
+{
+    if (n_inputs < 0 || (n_inputs > 0 && (!audio || !sr || !out || !errs)) || !r || !m)
+        return mt3_error_set(err, MT3_E_VALUE, "mt3_pipeline_run_many: NULL argument");
+    for (int i = 0; i < n_inputs; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        mt3_error_clear(&errs[i]);
     }
-    const mt3_preset_info *pi = mt3_preset_get_info(preset);
-    float *mono = NULL;
-    size_t n = 0;
-    mt3_features feats;
-    memset(&feats, 0, sizeof feats);
-    mt3_tokens toks;
-    memset(&toks, 0, sizeof toks);
-    int64_t *all_ids = NULL;
-    double t0 = now_s();
-
-    rc = mt3_audio_prepare(audio, sr, (mt3_resampler)resampler, &mono, &n, err);
+    mt3_run_opts o = opts ? *opts : mt3_run_opts_default(r);
+    mt3_preset preset;
+    int rc = call_setup(r, m, &o, &preset, err);
     if (rc)
-        goto fail;
-    out->samples_16k = n;
-    double t1 = now_s();
-    out->t_audio = t1 - t0;
-
-    const int nseg = (int)mt3_features_num_segments(preset, n);
-    out->n_segments = nseg;
+        return rc;
+    const mt3_preset_info *pi = mt3_preset_get_info(preset);
     const int C = m->meta.channels;
     const int max_new = o.max_new_tokens > 0 ? o.max_new_tokens : m->meta.max_new_tokens;
-    const mt3_plan plan = mt3_pipeline_plan(r, &m->meta, pi, nseg, n, &o);
-    out->window = plan.window;
-    out->batch = plan.batch;
     const size_t seg_floats = (size_t)pi->n_frames * (size_t)pi->n_bins;
+    input_state *in = calloc(n_inputs > 0 ? (size_t)n_inputs : 1, sizeof *in);
+    float *feats = NULL;
+    int64_t *all_ids = NULL;
+    mt3_tokens toks;
+    memset(&toks, 0, sizeof toks);
+    if (!in)
+        return mt3_error_set(err, MT3_E_NOMEM, "out of memory for %d inputs", n_inputs);
+
+    /* 1. audio of every input; an input that fails is reported in errs[i]
+     *    and contributes no segment */
+    int nseg = 0;
+    size_t samples = 0;
+    for (int i = 0; i < n_inputs; i++) {
+        double ti = now_s();
+        if (prepare_input(r, &o, &audio[i], sr[i], &in[i].mono, &in[i].n, &errs[i]) != MT3_OK)
+            continue;
+        in[i].nseg = (int)mt3_features_num_segments(preset, in[i].n);
+        if (o.max_segments > 0 && in[i].nseg > o.max_segments)
+            in[i].nseg = o.max_segments;
+        in[i].first = nseg;
+        out[i].samples_16k = in[i].n;
+        out[i].n_segments = in[i].nseg;
+        out[i].t_audio = now_s() - ti;
+        samples += in[i].n;
+        if ((long long)nseg + in[i].nseg > (1LL << 28) / ((long long)C * max_new)) {
+            rc = mt3_error_set(err, MT3_E_VALUE, "too many segments (%d) for one call", nseg + in[i].nseg);
+            goto done;
+        }
+        nseg += in[i].nseg;
+    }
+
+    /* 2. segments of all inputs through one decoder: windows of features,
+     *    continuous batching inside each window */
+    const mt3_plan plan = mt3_pipeline_plan(r, &m->meta, pi, nseg, samples, &o);
     const size_t total_rows = (size_t)nseg * (size_t)C;
     if (nseg > 0) {
-        if (max_new > m->meta.max_len) {
-            rc = mt3_error_set(err, MT3_E_VALUE, "max_new_tokens=%d exceeds this model's %d decoder positions",
-                               max_new, m->meta.max_len);
-            goto fail;
-        }
-        if ((long long)nseg * C > (1LL << 28) / max_new) {
-            rc = mt3_error_set(err, MT3_E_VALUE, "too many segments (%d) for one call", nseg);
-            goto fail;
-        }
         all_ids = malloc(total_rows * (size_t)max_new * sizeof *all_ids);
-        feats.data = malloc((size_t)plan.window * seg_floats * sizeof *feats.data);
-        if (!all_ids || !feats.data) {
+        feats = malloc((size_t)plan.window * seg_floats * sizeof *feats);
+        if (!all_ids || !feats) {
             rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for %d segments", nseg);
-            goto fail;
+            goto done;
         }
         for (size_t i = 0; i < total_rows * (size_t)max_new; i++)
             all_ids[i] = m->meta.pad_id;
     }
+    double t_feat = 0.0, t_net = 0.0;
+    int64_t steps = 0, row_steps = 0, slot_steps = 0;
     window_progress wp = {o.progress, o.progress_user, 0, nseg, 0};
-    int length = 0;
     for (int w0 = 0; w0 < nseg; w0 += plan.window) {
         const int nw = nseg - w0 < plan.window ? nseg - w0 : plan.window;
         double ta = now_s();
-        rc = mt3_features_compute_range(preset, mono, n, (size_t)w0, (size_t)(w0 + nw), MT3_STAGE_FINAL,
-                                        o.num_threads, feats.data, NULL, err);
-        if (rc)
-            goto fail;
+        for (int i = 0; i < n_inputs; i++) {
+            int a = in[i].first > w0 ? in[i].first : w0;
+            int b = in[i].first + in[i].nseg < w0 + nw ? in[i].first + in[i].nseg : w0 + nw;
+            if (in[i].nseg == 0 || a >= b)
+                continue;
+            rc = mt3_features_compute_range(preset, in[i].mono, in[i].n, (size_t)(a - in[i].first),
+                                            (size_t)(b - in[i].first), MT3_STAGE_FINAL, o.num_threads,
+                                            feats + (size_t)(a - w0) * seg_floats, NULL, err);
+            if (rc)
+                goto done;
+        }
         double tb = now_s();
-        out->t_features += tb - ta;
+        t_feat += tb - ta;
         wp.seg_offset = w0;
-        wp.token_offset = out->row_steps;
+        wp.token_offset = row_steps;
         mt3_decode_opts dopts = {plan.batch, max_new, o.num_threads, o.cancel,
                                  o.progress ? window_progress_cb : NULL, &wp, o.drain_only};
-        rc = mt3_decode_greedy(m, feats.data, nw, pi->n_frames, &dopts, &toks, err);
-        out->steps += toks.steps;
-        out->row_steps += toks.row_steps;
-        out->slot_steps += toks.slot_steps;
+        rc = mt3_decode_greedy(m, feats, nw, pi->n_frames, &dopts, &toks, err);
+        steps += toks.steps;
+        row_steps += toks.row_steps;
+        slot_steps += toks.slot_steps;
         if (rc)
-            goto fail;
+            goto done;
         for (size_t row = 0; row < (size_t)nw * (size_t)C; row++)
             memcpy(all_ids + ((size_t)w0 * (size_t)C + row) * (size_t)max_new,
                    toks.ids + row * (size_t)toks.length, (size_t)toks.length * sizeof *all_ids);
-        if (toks.length > length)
-            length = toks.length;
         mt3_tokens_free(&toks);
-        out->t_network += now_s() - tb;
+        t_net += now_s() - tb;
     }
-    free(mono);
-    mono = NULL;
-    mt3_features_free(&feats);
-    double t3 = now_s();
-    /* One token array as a single whole-file decode gives: rows padded with
-     * pad_id to the longest row of the call. */
-    if (length < max_new)
-        for (size_t row = 0; row < total_rows; row++)
-            memmove(all_ids + row * (size_t)length, all_ids + row * (size_t)max_new,
-                    (size_t)length * sizeof *all_ids);
-    toks.ids = all_ids;
-    all_ids = NULL;
-    toks.n_segments = nseg;
-    toks.channels = C;
-    toks.length = length;
-    out->token_length = length;
+    free(feats);
+    feats = NULL;
+    for (int i = 0; i < n_inputs; i++) {
+        free(in[i].mono);
+        in[i].mono = NULL;
+    }
 
-    if (o.want_midi) {
-        rc = mt3_tokens_to_midi(r->scheme, toks.ids, (size_t)toks.n_segments, (size_t)toks.channels,
-                                (size_t)toks.length, NULL, o.decode_flags, o.midi_flags,
-                                o.want_notes ? &out->notes : NULL, &out->midi, &out->midi_len, err);
-    } else if (o.want_notes) {
-        rc = mt3_decode_tokens(r->scheme, toks.ids, (size_t)toks.n_segments, (size_t)toks.channels,
-                               (size_t)toks.length, NULL, o.decode_flags, &out->notes, err);
+    /* 3. per input: its token rows, as long as its longest row (exactly the
+     *    array a call with that input alone decodes), then notes and MIDI */
+    for (int i = 0; i < n_inputs; i++) {
+        if (errs[i].code != MT3_OK)
+            continue;
+        double tc = now_s();
+        const size_t rows = (size_t)in[i].nseg * (size_t)C;
+        int64_t *base = all_ids ? all_ids + (size_t)in[i].first * (size_t)C * (size_t)max_new : NULL;
+        int length = 0;
+        for (size_t row = 0; row < rows; row++) {
+            int len = row_length(base + row * (size_t)max_new, max_new, &m->meta);
+            if (len > length)
+                length = len;
+        }
+        for (size_t row = 0; row < rows && length < max_new; row++) /* in place: rows move towards the front */
+            memmove(base + row * (size_t)length, base + row * (size_t)max_new, (size_t)length * sizeof *base);
+        mt3_run_result *res = &out[i];
+        res->token_length = length;
+        res->channels = C;
+        res->window = plan.window;
+        res->batch = plan.batch;
+        res->steps = steps;
+        res->row_steps = row_steps;
+        res->slot_steps = slot_steps;
+        res->t_features = t_feat;
+        res->t_network = t_net;
+        int drc = MT3_OK;
+        if (o.want_tokens && rows > 0) {
+            res->tokens = malloc(rows * (size_t)length * sizeof *res->tokens);
+            if (!res->tokens)
+                drc = mt3_error_set(&errs[i], MT3_E_NOMEM, "out of memory for the token array");
+            else
+                memcpy(res->tokens, base, rows * (size_t)length * sizeof *res->tokens);
+        }
+        if (drc)
+            ;
+        else if (o.want_midi)
+            drc = mt3_tokens_to_midi(r->scheme, base, (size_t)in[i].nseg, (size_t)C, (size_t)length, NULL,
+                                     o.decode_flags, o.midi_flags, o.want_notes ? &res->notes : NULL,
+                                     &res->midi, &res->midi_len, &errs[i]);
+        else if (o.want_notes)
+            drc = mt3_decode_tokens(r->scheme, base, (size_t)in[i].nseg, (size_t)C, (size_t)length, NULL,
+                                    o.decode_flags, &res->notes, &errs[i]);
+        else
+            drc = MT3_OK;
+        if (drc)
+            mt3_run_result_free(res);
+        res->t_notes = now_s() - tc;
     }
-    mt3_tokens_free(&toks);
+    rc = MT3_OK;
+
+done:
     if (rc)
-        goto fail;
-    out->t_notes = now_s() - t3;
-    return MT3_OK;
-
-fail:
-    free(mono);
+        for (int i = 0; i < n_inputs; i++)
+            mt3_run_result_free(&out[i]);
+    for (int i = 0; i < n_inputs; i++)
+        free(in[i].mono);
+    free(in);
+    free(feats);
     free(all_ids);
-    mt3_features_free(&feats);
     mt3_tokens_free(&toks);
-    mt3_run_result_free(out);
     return rc;
+}
+
+int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_view *audio, int sr,
+                     const mt3_run_opts *opts, mt3_run_result *out, mt3_error *err)
+{
+    if (!out)
+        return mt3_error_set(err, MT3_E_VALUE, "mt3_pipeline_run: NULL result");
+    memset(out, 0, sizeof *out);
+    if (!r || !m || !audio)
+        return mt3_error_set(err, MT3_E_VALUE, "mt3_pipeline_run: NULL argument");
+    mt3_error one;
+    mt3_error_clear(&one);
+    int rc = mt3_pipeline_run_many(r, m, 1, audio, &sr, opts, out, &one, err);
+    if (rc)
+        return rc;
+    if (one.code != MT3_OK) {
+        *err = one;
+        mt3_run_result_free(out);
+        return one.code;
+    }
+    return MT3_OK;
 }

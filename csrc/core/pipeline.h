@@ -87,6 +87,8 @@ typedef struct mt3_run_opts {
                             decoder caches of one batch fit (mt3_pipeline_plan).  An explicit
                             batch_size is honoured even when it exceeds the budget. */
     int drain_only;      /* decode batches drain-only (no continuous refill; see decode.h) */
+    int want_tokens;     /* keep the generated ids in the result (streaming decodes them itself) */
+    int max_segments;    /* > 0: transcribe only each input's first max_segments segments */
     const volatile int *cancel; /* optional, see mt3_decode_opts */
     int (*progress)(void *user, int segments_done, int segments_total, int64_t tokens_done);
     void *progress_user;        /* optional progress callback, see mt3_decode_opts */
@@ -120,7 +122,9 @@ typedef struct mt3_run_result {
     uint8_t *midi;     /* malloc'ed SMF bytes (want_midi), else NULL */
     size_t midi_len;
     mt3_notes notes;   /* want_notes: notes in the scheme's order */
+    int64_t *tokens;   /* want_tokens: malloc'ed ids [n_segments][channels][token_length] */
     int n_segments;    /* segments transcribed */
+    int channels;      /* decoder rows per segment (1 MT3, 13 YourMT3) */
     int token_length;  /* columns of the token array */
     int64_t steps;     /* decoder steps (all batches) */
     int64_t row_steps; /* tokens computed (sum over rows of their generated length) */
@@ -138,5 +142,20 @@ void mt3_run_result_free(mt3_run_result *r);
  * MT3_E_CHECKPOINT, MT3_E_INFERENCE, MT3_E_NOMEM, MT3_E_CANCELLED). */
 int mt3_pipeline_run(const mt3_recipe *r, const mt3_model *m, const mt3_audio_view *audio, int sr,
                      const mt3_run_opts *opts, mt3_run_result *out, mt3_error *err);
+
+/* Several inputs through one decoder (cross-file batching): every input's
+ * audio is prepared, then the segments of all inputs go through the same
+ * windows and continuous batches, and each input gets its own result, equal
+ * to what mt3_pipeline_run gives it alone.  A problem with one input (its
+ * audio or sample rate, its notes) is reported in errs[i] with out[i]
+ * zeroed, and the others complete.  Returns MT3_OK when the call ran (check
+ * errs[i] per input), or an error that stopped it for every input (bad
+ * options, MT3_E_INFERENCE, MT3_E_NOMEM, MT3_E_CANCELLED) with every out[i]
+ * zeroed.  Stats of the shared work (steps, row_steps, slot_steps,
+ * t_features, t_network, window, batch) are the whole call's in each
+ * result. */
+int mt3_pipeline_run_many(const mt3_recipe *r, const mt3_model *m, int n_inputs, const mt3_audio_view *audio,
+                          const int *sr, const mt3_run_opts *opts, mt3_run_result *out, mt3_error *errs,
+                          mt3_error *err);
 
 #endif

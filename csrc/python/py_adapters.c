@@ -494,26 +494,92 @@ static int on_main_thread(void)
     return yes;
 }
 
-static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObject *kw)
+/* (midi bytes | None, notes | None, stats | None) of one result. */
+static PyObject *result_tuple(const mt3_run_result *res, int want_midi, int want_notes, int stats)
+{
+    PyObject *midi_obj = NULL, *notes_obj = NULL, *stats_obj = NULL;
+    if (want_midi)
+        midi_obj = PyBytes_FromStringAndSize((const char *)res->midi, (Py_ssize_t)res->midi_len);
+    else
+        midi_obj = Py_NewRef(Py_None);
+    if (midi_obj)
+        notes_obj = want_notes ? notes_array(&res->notes) : Py_NewRef(Py_None);
+    if (notes_obj) {
+        if (stats)
+            stats_obj = Py_BuildValue("{s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:d,s:n,s:d,s:d,s:d,s:d}", "segments",
+                                      res->n_segments, "window", res->window, "batch", res->batch,
+                                      "token_length", res->token_length, "steps", (long long)res->steps,
+                                      "row_steps", (long long)res->row_steps, "slot_steps",
+                                      (long long)res->slot_steps, "padding",
+                                      res->slot_steps > 0 ? 1.0 - (double)res->row_steps / (double)res->slot_steps
+                                                          : 0.0,
+                                      "samples_16k", (Py_ssize_t)res->samples_16k, "t_audio", res->t_audio,
+                                      "t_features", res->t_features, "t_network", res->t_network, "t_notes",
+                                      res->t_notes);
+        else
+            stats_obj = Py_NewRef(Py_None);
+    }
+    if (stats_obj && stats_obj != Py_None && res->tokens) {
+        const int ch = res->channels > 0 ? res->channels : 1;
+        npy_intp dims[3] = {(npy_intp)res->n_segments, (npy_intp)ch, (npy_intp)res->token_length};
+        PyObject *t = PyArray_SimpleNew(3, dims, NPY_INT64);
+        if (t) {
+            memcpy(PyArray_DATA((PyArrayObject *)t), res->tokens,
+                   (size_t)dims[0] * (size_t)dims[1] * (size_t)dims[2] * sizeof(int64_t));
+            if (PyDict_SetItemString(stats_obj, "tokens", t) < 0)
+                Py_CLEAR(stats_obj);
+            Py_DECREF(t);
+        } else {
+            Py_CLEAR(stats_obj);
+        }
+    }
+    if (!midi_obj || !notes_obj || !stats_obj) {
+        Py_XDECREF(midi_obj);
+        Py_XDECREF(notes_obj);
+        Py_XDECREF(stats_obj);
+        return NULL;
+    }
+    return Py_BuildValue("NNN", midi_obj, notes_obj, stats_obj);
+}
+
+/* The exception object an mt3_error would raise (a new reference), or NULL. */
+static PyObject *error_object(const mt3_error *e)
+{
+    mt3py_raise(e);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* _run and _run_many: `many` = 0: audio_o is one array and sr_o one rate,
+ * the result one tuple (errors raised); many = 1: sequences of arrays and
+ * rates, the result a list with a tuple or an exception object per input. */
+static PyObject *adapter_run(AdapterCoreObject *self, PyObject *args, PyObject *kw, int many)
 {
     static char *kwlist[] = {"audio",       "sr",           "midi",          "notes",
                              "sort_notes",  "batch_size",   "max_new_tokens", "num_threads",
                              "allow_resample", "decode_flags", "midi_flags",  "stats",
-                             "preset",      "progress",     "max_memory_mb", "drain_only", NULL};
-    PyObject *audio, *sr_o;
-    int sr;
+                             "preset",      "progress",     "max_memory_mb", "drain_only", "tokens", "max_segments",
+                             NULL};
+    PyObject *audio_o, *sr_o;
     int want_midi = 1, want_notes = 0, sort_notes = 1, batch = 0, max_new = 0, threads = 0;
-    int allow_resample = 0, stats = 0, max_mb = 0, drain_only = 0;
+    int allow_resample = 0, stats = 0, max_mb = 0, drain_only = 0, want_tokens = 0, max_segments = 0;
     unsigned int decode_flags = 0;
     long long midi_flags = -1;
     const char *preset_name = NULL;
     PyObject *progress = Py_None;
     if (core_ready(self) < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzOip", kwlist, &audio, &sr_o, &want_midi,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzOippi", kwlist, &audio_o, &sr_o, &want_midi,
                                      &want_notes, &sort_notes, &batch, &max_new, &threads,
                                      &allow_resample, &decode_flags, &midi_flags, &stats,
-                                     &preset_name, &progress, &max_mb, &drain_only))
+                                     &preset_name, &progress, &max_mb, &drain_only, &want_tokens,
+                                     &max_segments))
         return NULL;
     if (progress != Py_None && !PyCallable_Check(progress))
         return PyErr_Format(PyExc_TypeError,
@@ -531,83 +597,170 @@ static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObje
         if (mt3_preset_from_name(preset_name, &preset_override, &perr))
             return mt3py_raise(&perr);
     }
-    mt3_audio_view view;
-    PyArrayObject *keep = NULL;
-    if (mt3py_parse_sr(sr_o, &sr) < 0 || mt3py_audio_view(audio, &view, &keep) < 0)
-        return NULL;
-    const mt3_recipe *recipe = self->recipe;
-    mt3_run_opts o = mt3_run_opts_default(recipe);
-    o.preset_override = (int)preset_override;
-    o.batch_size = batch;
-    o.max_new_tokens = max_new;
-    o.num_threads = threads;
-    o.max_memory_mb = max_mb;
-    o.drain_only = drain_only;
-    o.allow_resample = allow_resample;
-    o.decode_flags = decode_flags;
-    if (midi_flags >= 0)
-        o.midi_flags = (unsigned)midi_flags;
-    o.want_midi = want_midi;
-    o.want_notes = want_notes;
-    run_progress prog;
-    memset(&prog, 0, sizeof prog);
-    prog.callable = progress == Py_None ? NULL : progress;
-    prog.check_signals = on_main_thread();
-    if (prog.callable || prog.check_signals) {
-        o.progress = run_progress_cb;
-        o.progress_user = &prog;
+    /* inputs */
+    Py_ssize_t n = 1;
+    PyObject *aseq = NULL, *sseq = NULL;
+    if (many) {
+        aseq = PySequence_Fast(audio_o, "audios must be a sequence of arrays");
+        if (!aseq)
+            return NULL;
+        sseq = PySequence_Fast(sr_o, "srs must be a sequence of sample rates");
+        if (!sseq) {
+            Py_DECREF(aseq);
+            return NULL;
+        }
+        n = PySequence_Fast_GET_SIZE(aseq);
+        if (PySequence_Fast_GET_SIZE(sseq) != n || n > (1 << 20)) {
+            Py_DECREF(aseq);
+            Py_DECREF(sseq);
+            return PyErr_Format(PyExc_ValueError, "audios and srs must have the same length (at most 2^20)");
+        }
     }
-    model_ref *ref = self->ref;
-    ref->refs++;
-    mt3_run_result res;
-    mt3_error err;
-    mt3_error_clear(&err);
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = mt3_pipeline_run(recipe, ref->model, &view, sr, &o, &res, &err);
-    if (!rc && want_notes && sort_notes)
-        rc = mt3_notes_sort(&res.notes, &err);
-    Py_END_ALLOW_THREADS
-    model_ref_release(ref);
-    Py_DECREF(keep);
-    if (prog.stashed) { /* the callable raised, or Ctrl-C: re-raise that */
-        mt3_run_result_free(&res);
-        run_progress_restore(&prog);
-        return NULL;
+    mt3_audio_view *views = calloc((size_t)(n > 0 ? n : 1), sizeof *views);
+    int *srs = calloc((size_t)(n > 0 ? n : 1), sizeof *srs);
+    PyArrayObject **keeps = calloc((size_t)(n > 0 ? n : 1), sizeof *keeps);
+    PyObject **bad = calloc((size_t)(n > 0 ? n : 1), sizeof *bad); /* exception per input refused here */
+    int *slot = calloc((size_t)(n > 0 ? n : 1), sizeof *slot);     /* input -> index in the native call */
+    mt3_run_result *res = NULL;
+    mt3_error *errs = NULL;
+    PyObject *result = NULL;
+    int n_native = 0;
+    if (!views || !srs || !keeps || !bad || !slot) {
+        PyErr_NoMemory();
+        goto out;
     }
-    if (rc) {
-        mt3_run_result_free(&res);
-        return mt3py_raise(&err);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a = many ? PySequence_Fast_GET_ITEM(aseq, i) : audio_o;
+        PyObject *r = many ? PySequence_Fast_GET_ITEM(sseq, i) : sr_o;
+        int sr;
+        mt3_audio_view v;
+        PyArrayObject *keep = NULL;
+        if (mt3py_parse_sr(r, &sr) < 0 || mt3py_audio_view(a, &v, &keep) < 0) {
+            if (!many)
+                goto out;
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            bad[i] = value;
+            slot[i] = -1;
+            continue;
+        }
+        views[n_native] = v;
+        srs[n_native] = sr;
+        keeps[n_native] = keep;
+        slot[i] = n_native++;
     }
-    PyObject *midi_obj = NULL, *notes_obj = NULL, *stats_obj = NULL;
-    if (want_midi)
-        midi_obj = PyBytes_FromStringAndSize((const char *)res.midi, (Py_ssize_t)res.midi_len);
-    else
-        midi_obj = Py_NewRef(Py_None);
-    if (midi_obj)
-        notes_obj = want_notes ? notes_array(&res.notes) : Py_NewRef(Py_None);
-    if (notes_obj) {
-        if (stats)
-            stats_obj = Py_BuildValue("{s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:d,s:n,s:d,s:d,s:d,s:d}", "segments",
-                                      res.n_segments, "window", res.window, "batch", res.batch,
-                                      "token_length", res.token_length, "steps", (long long)res.steps,
-                                      "row_steps", (long long)res.row_steps, "slot_steps",
-                                      (long long)res.slot_steps, "padding",
-                                      res.slot_steps > 0 ? 1.0 - (double)res.row_steps / (double)res.slot_steps : 0.0,
-                                      "samples_16k",
-                                      (Py_ssize_t)res.samples_16k, "t_audio", res.t_audio, "t_features",
-                                      res.t_features, "t_network", res.t_network, "t_notes", res.t_notes);
-        else
-            stats_obj = Py_NewRef(Py_None);
+    res = calloc((size_t)(n_native > 0 ? n_native : 1), sizeof *res);
+    errs = calloc((size_t)(n_native > 0 ? n_native : 1), sizeof *errs);
+    if (!res || !errs) {
+        PyErr_NoMemory();
+        goto out;
     }
-    mt3_run_result_free(&res);
-    if (!midi_obj || !notes_obj || !stats_obj) {
-        Py_XDECREF(midi_obj);
-        Py_XDECREF(notes_obj);
-        Py_XDECREF(stats_obj);
-        return NULL;
+    {
+        const mt3_recipe *recipe = self->recipe;
+        mt3_run_opts o = mt3_run_opts_default(recipe);
+        o.preset_override = (int)preset_override;
+        o.batch_size = batch;
+        o.max_new_tokens = max_new;
+        o.num_threads = threads;
+        o.max_memory_mb = max_mb;
+        o.drain_only = drain_only;
+        o.want_tokens = want_tokens && stats;
+        o.max_segments = max_segments > 0 ? max_segments : 0;
+        o.allow_resample = allow_resample;
+        o.decode_flags = decode_flags;
+        if (midi_flags >= 0)
+            o.midi_flags = (unsigned)midi_flags;
+        o.want_midi = want_midi;
+        o.want_notes = want_notes;
+        run_progress prog;
+        memset(&prog, 0, sizeof prog);
+        prog.callable = progress == Py_None ? NULL : progress;
+        prog.check_signals = on_main_thread();
+        if (prog.callable || prog.check_signals) {
+            o.progress = run_progress_cb;
+            o.progress_user = &prog;
+        }
+        model_ref *ref = self->ref;
+        ref->refs++;
+        mt3_error err;
+        mt3_error_clear(&err);
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = mt3_pipeline_run_many(recipe, ref->model, n_native, views, srs, &o, res, errs, &err);
+        for (int i = 0; !rc && want_notes && sort_notes && i < n_native; i++)
+            if (errs[i].code == MT3_OK && mt3_notes_sort(&res[i].notes, &errs[i]) != MT3_OK)
+                mt3_run_result_free(&res[i]);
+        Py_END_ALLOW_THREADS
+        model_ref_release(ref);
+        if (prog.stashed) { /* the callable raised, or Ctrl-C: re-raise that */
+            run_progress_restore(&prog);
+            goto out;
+        }
+        if (rc) {
+            mt3py_raise(&err);
+            goto out;
+        }
+        if (!many) {
+            if (n_native != 1) {
+                PyErr_SetString(PyExc_RuntimeError, "internal: one input expected");
+                goto out;
+            }
+            if (errs[0].code != MT3_OK)
+                mt3py_raise(&errs[0]);
+            else
+                result = result_tuple(&res[0], want_midi, want_notes, stats);
+            goto out;
+        }
+        result = PyList_New(n);
+        if (!result)
+            goto out;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item;
+            if (slot[i] < 0) {
+                item = bad[i];
+                bad[i] = NULL;
+            } else if (errs[slot[i]].code != MT3_OK) {
+                item = error_object(&errs[slot[i]]);
+            } else {
+                item = result_tuple(&res[slot[i]], want_midi, want_notes, stats);
+            }
+            if (!item) {
+                Py_CLEAR(result);
+                goto out;
+            }
+            PyList_SET_ITEM(result, i, item);
+        }
     }
-    return Py_BuildValue("NNN", midi_obj, notes_obj, stats_obj);
+out:
+    for (int i = 0; res && i < n_native; i++)
+        mt3_run_result_free(&res[i]);
+    for (int i = 0; keeps && i < n_native; i++)
+        Py_XDECREF(keeps[i]);
+    for (Py_ssize_t i = 0; bad && i < n; i++)
+        Py_XDECREF(bad[i]);
+    free(views);
+    free(srs);
+    free(keeps);
+    free(bad);
+    free(slot);
+    free(res);
+    free(errs);
+    Py_XDECREF(aseq);
+    Py_XDECREF(sseq);
+    return result;
+}
+
+static PyObject *AdapterCore_run(AdapterCoreObject *self, PyObject *args, PyObject *kw)
+{
+    return adapter_run(self, args, kw, 0);
+}
+
+static PyObject *AdapterCore_run_many(AdapterCoreObject *self, PyObject *args, PyObject *kw)
+{
+    return adapter_run(self, args, kw, 1);
 }
 
 static PyObject *AdapterCore_get_loaded(AdapterCoreObject *self, void *closure)
@@ -659,11 +812,16 @@ static PyMethodDef AdapterCore_methods[] = {
     {"_run", (PyCFunction)(void (*)(void))AdapterCore_run, METH_VARARGS | METH_KEYWORDS,
      "_run(audio, sr, midi=True, notes=False, sort_notes=True, batch_size=0, max_new_tokens=0,\n"
      "     num_threads=0, allow_resample=False, decode_flags=0, midi_flags=-1, stats=False,\n"
-     "     preset=None, progress=None, max_memory_mb=0, drain_only=False)\n"
+     "     preset=None, progress=None, max_memory_mb=0, drain_only=False, tokens=False)\n"
+     "(tokens with stats: the generated ids in stats['tokens'], (segments, channels, length))\n"
      "-> (midi bytes | None, notes | None, stats dict | None).  GIL released throughout, taken\n"
      "back briefly (at most every ~0.2 s) to call progress(segments_done, segments_total,\n"
      "tokens_done) and, on the main thread, to honour Ctrl-C; an exception from either stops\n"
      "the run and propagates."},
+    {"_run_many", (PyCFunction)(void (*)(void))AdapterCore_run_many, METH_VARARGS | METH_KEYWORDS,
+     "_run_many(audios, srs, **same options as _run) -> list, per input in order: the tuple _run\n"
+     "returns, or the exception object that input raised (the others complete).  The segments of\n"
+     "all inputs share one decoder (windows, continuous batching); each result equals _run's."},
     {NULL, NULL, 0, NULL},
 };
 

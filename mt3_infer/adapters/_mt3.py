@@ -398,6 +398,106 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
                                       stats=True, progress=progress, max_memory_mb=max_memory_mb, **self._extra_run_args())
         return data, stats
 
+    def stream(self, sr=16000, *, max_new_tokens=None, num_threads=None):
+        """A :class:`mt3_infer.stream.TranscriptionStream`: ``push(chunk)``
+        audio as it arrives (16 kHz), ``pop_notes()`` / iterate the notes as
+        segments complete, ``close()`` for the rest; over the whole stream the
+        notes (and ``midi()``) equal the offline call's on the same audio."""
+        from ..stream import TranscriptionStream
+
+        return TranscriptionStream(self, sr,
+                                   max_new_tokens=_opt_int("max_new_tokens", self.max_new_tokens
+                                                           if max_new_tokens is None else max_new_tokens) or None,
+                                   num_threads=_opt_int("num_threads", self.num_threads
+                                                        if num_threads is None else num_threads) or None)
+
+    #: Audio (16 kHz samples) loaded from paths for one native call of
+    #: transcribe_many: inputs beyond it go to the next call.
+    MANY_SAMPLES_PER_CALL = 16000 * 3600
+
+    def transcribe_many(self, inputs, sr=16000, *, notes=False, batch_size=None, max_new_tokens=None,
+                        num_threads=None, progress=None, max_memory_mb=None, stats=False):
+        """Transcribe many inputs through one shared decoder (cross-file
+        batching): the segments of all inputs go through the same windows and
+        continuous batches, so short files fill each other's idle slots.
+
+        ``inputs``: arrays (at rate ``sr``), ``(array, rate)`` pairs, or file
+        paths (read as :meth:`mt3_infer.load_audio`: 16 kHz mono).  Returns a
+        list in input order; item i is what :meth:`transcribe` returns for
+        input i (with ``notes=True``: what :meth:`transcribe_with_notes`
+        returns; ``stats=True``: ``(midi bytes, stats)`` as
+        :meth:`transcribe_stats`; both: ``(midi bytes, notes, stats)``) —
+        byte for byte — or, when input i cannot
+        be transcribed (missing or corrupt file, bad array, wrong rate), the
+        exception object it raised: the other inputs complete.  Errors that
+        stop the whole run (Ctrl-C, an exception from ``progress``, a failing
+        network) are raised.  Paths are loaded in groups of up to an hour of
+        audio per native call; ``progress(segments_done, segments_total,
+        tokens_done)`` counts the segments of the current group."""
+        if not self._model_loaded:
+            raise RuntimeError("Model not loaded. Call load_model() before transcription.")
+        items = list(inputs)
+        results = [None] * len(items)
+        kw = dict(
+            batch_size=_opt_int("batch_size", self.batch_size if batch_size is None else batch_size),
+            max_new_tokens=_opt_int("max_new_tokens",
+                                    self.max_new_tokens if max_new_tokens is None else max_new_tokens),
+            num_threads=_opt_int("num_threads", self.num_threads if num_threads is None else num_threads),
+            max_memory_mb=_opt_int("max_memory_mb",
+                                   self.max_memory_mb if max_memory_mb is None else max_memory_mb),
+        )
+        prog = _Progress(progress)
+        try:
+            group, where, samples = [], [], 0
+            for i, item in enumerate(items):
+                try:
+                    audio, rate = self._many_input(item, sr)
+                except Exception as exc:  # this input only
+                    results[i] = exc
+                    continue
+                group.append((audio, rate))
+                where.append(i)
+                samples += int(audio.shape[0]) if isinstance(audio, np.ndarray) else 0
+                if samples >= self.MANY_SAMPLES_PER_CALL:
+                    self._many_call(group, where, results, notes, stats, prog, kw)
+                    group, where, samples = [], [], 0
+            if group:
+                self._many_call(group, where, results, notes, stats, prog, kw)
+        finally:
+            prog.close()
+        return results
+
+    def _many_input(self, item, sr):
+        if isinstance(item, (str, os.PathLike)):
+            from ..audio import load_audio
+
+            audio, rate = load_audio(item)  # 16 kHz mono, as transcribe(path)
+        elif isinstance(item, tuple) and len(item) == 2:
+            audio, rate = item
+        else:
+            audio, rate = item, sr
+        audio = self._check_input(audio, rate)
+        self._check_rate(int(rate))
+        return audio, int(rate)
+
+    def _many_call(self, group, where, results, notes, stats, prog, kw):
+        out = self._run_many([a for a, _ in group], [r for _, r in group], midi=True, notes=bool(notes),
+                             stats=bool(stats), progress=prog.callback, drain_only=not self.continuous_batching,
+                             **kw, **self._extra_run_args())
+        for i, item in zip(where, out):
+            if isinstance(item, BaseException):
+                results[i] = item
+                continue
+            data, nts, st = item
+            if stats and notes:
+                results[i] = (data, nts, st)
+            elif stats:
+                results[i] = (data, st)
+            elif notes:
+                results[i] = (midi_from_bytes(data), nts)
+            else:
+                results[i] = midi_from_bytes(data)
+
     def unload(self):
         """Free the network (the adapter can be loaded again)."""
         self._unload()
