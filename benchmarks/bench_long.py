@@ -118,7 +118,7 @@ def mixed_child(args):
     print("RESULT " + json.dumps(stats))
 
 
-def mixed_workload(seconds_of_music=84.0):
+def mixed_workload(seconds_of_music=240.0):
     """The bundled model's real lengths: examples/demo.wav (rendered music:
     rows run long) alternating with near-silence (rows end at once), 16 kHz."""
     import mt3_infer

@@ -227,6 +227,21 @@ def test_transcribe_many_equals_one_by_one(request, kind, tmp_path):
     with_notes = adapter.transcribe_many(clips[:2], max_new_tokens=CAP, notes=True)
     np.testing.assert_array_equal(with_notes[0][1], adapter.transcribe_notes(clips[0], 16000, max_new_tokens=CAP))
     assert adapter.transcribe_many([], max_new_tokens=CAP) == []
+    calls = []
+    adapter.transcribe_many(clips, max_new_tokens=CAP, batch_size=1, progress=lambda *c: calls.append(c))
+    total = calls[0][1]
+    per_clip = sum(adapter.transcribe_stats(c, 16000, max_new_tokens=CAP)[1]["segments"] for c in clips)
+    assert calls[0] == (0, total, 0) and calls[-1][:2] == (total, total) and total == per_clip
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total, tokens):
+        if done >= 1:
+            raise Stop("user stop")
+
+    with pytest.raises(Stop):  # stops the whole run, as in transcribe
+        adapter.transcribe_many(clips, max_new_tokens=CAP, batch_size=1, progress=stop)
 
 
 @pytest.mark.parametrize("kind", ["mr", "mtp"])
