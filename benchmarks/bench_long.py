@@ -134,7 +134,7 @@ def mixed_workload(seconds_of_music=240.0):
 
 
 def run_mixed(args):
-    audio = mixed_workload()
+    audio = mixed_workload(args.mixed_music_seconds)
     d = tempfile.mkdtemp(dir=args.workdir)
     path = os.path.join(d, "mixed.npy")
     np.save(path, audio)
@@ -198,6 +198,8 @@ def main():
     p.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=8, help="batch_size of the mixed-length comparison")
     p.add_argument("--mixed-only", action="store_true", help="run only the mixed-length comparison")
+    p.add_argument("--mixed-music-seconds", type=float, default=240.0,
+                   help="music in the mixed workload (as much near-silence again)")
     args = p.parse_args()
     if args.child == "mixed":
         return mixed_child(args)
