@@ -289,42 +289,39 @@ def cmd_transcribe(args) -> int:
     try:
         for g0 in range(0, len(todo), group):
             part = todo[g0:g0 + group]
-            t1 = time.monotonic()
+            results = None
             if group > 1:
+                t1 = time.monotonic()
                 bar.step(f"{part[0][0]} (+{len(part) - 1})" if len(part) > 1 else str(part[0][0]))
                 results = adapter.transcribe_many([str(src) for src, _ in part], notes=True, stats=True,
                                                   **call)
                 took = (time.monotonic() - t1) / len(part)
-                for (src, dst), r in zip(part, results):
-                    try:
-                        if isinstance(r, BaseException):
-                            raise r
-                        data, notes, st = r
-                        write_outputs(src, dst, _midi_from_bytes(data), notes if want_notes else None,
-                                      st["samples_16k"] / 16000.0, took)
-                    except KeyboardInterrupt:
-                        raise
-                    except Exception as exc:
-                        failed(src, exc)
-                    finally:
-                        bar.done_one()
-                continue
-            src, dst = part[0]
-            bar.step(str(src))
-            try:
-                audio, sr = load_audio(src)  # 16 kHz mono, as 0.2.0's load_audio
-                if want_notes and hasattr(adapter, "transcribe_with_notes"):
-                    midi, notes = adapter.transcribe_with_notes(audio, sr=sr, **call)
-                else:
-                    midi = adapter.transcribe(audio, sr=sr, **call)
-                    notes = adapter.transcribe_notes(audio, sr=sr, **call) if want_notes else None
-                write_outputs(src, dst, midi, notes, float(audio.shape[0]) / sr, time.monotonic() - t1)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                failed(src, exc)
-            finally:
-                bar.done_one()
+            for k, (src, dst) in enumerate(part):
+                try:
+                    if results is not None:
+                        if isinstance(results[k], BaseException):
+                            raise results[k]
+                        data, notes, st = results[k]
+                        midi, seconds = _midi_from_bytes(data), st["samples_16k"] / 16000.0
+                        notes = notes if want_notes else None
+                    else:
+                        bar.step(str(src))
+                        t1 = time.monotonic()
+                        audio, sr = load_audio(src)  # 16 kHz mono, as 0.2.0's load_audio
+                        if want_notes and hasattr(adapter, "transcribe_with_notes"):
+                            midi, notes = adapter.transcribe_with_notes(audio, sr=sr, **call)
+                        else:
+                            midi = adapter.transcribe(audio, sr=sr, **call)
+                            notes = adapter.transcribe_notes(audio, sr=sr, **call) if want_notes else None
+                        seconds = float(audio.shape[0]) / sr
+                        took = time.monotonic() - t1
+                    write_outputs(src, dst, midi, notes, seconds, took)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    failed(src, exc)
+                finally:
+                    bar.done_one()
     finally:
         bar.close()
     done = len(todo) - failures

@@ -132,14 +132,19 @@ def toy_features(n, seed, frames=8):
     return x
 
 
-@pytest.fixture(scope="module")
-def toy_model(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("toy") / "toy.pt")
+def load_toy(tmp_path_factory, cls):
+    """Script a toy module with TOY_META and load it through the engine."""
+    path = str(tmp_path_factory.mktemp(cls.__name__.lower()) / "toy.pt")
     if torch is None or _engine.engine_library_path() is None:
         pytest.skip("needs torch and the engine library")
-    common.save_scripted(torch.jit.script(Toy(2)), path, common.build_meta(**TOY_META))
-    model, meta = _engine.load_engine_model(path, "cpu")
+    common.save_scripted(torch.jit.script(cls(2)), path, common.build_meta(**TOY_META))
+    model, _ = _engine.load_engine_model(path, "cpu")
     return model
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory):
+    return load_toy(tmp_path_factory, Toy)
 
 
 @needs_engine
@@ -154,12 +159,7 @@ def test_toy_loop_rules(toy_model, batch_size):
 
 @pytest.fixture(scope="module")
 def toy_groups_model(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("toyg") / "toyg.pt")
-    if torch is None or _engine.engine_library_path() is None:
-        pytest.skip("needs torch and the engine library")
-    common.save_scripted(torch.jit.script(ToyGroups(2)), path, common.build_meta(**TOY_META))
-    model, meta = _engine.load_engine_model(path, "cpu")
-    return model
+    return load_toy(tmp_path_factory, ToyGroups)
 
 
 @needs_engine

@@ -28,21 +28,6 @@ static double mono_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Segments of the current chunk with a row still decoding (row_of is
- * ascending: compaction keeps the order). */
-static int active_segments(const int32_t *row_of, int n_active, int channels)
-{
-    int n = 0, last = -1;
-    for (int i = 0; i < n_active; i++) {
-        int seg = row_of[i] / channels;
-        if (seg != last) {
-            n++;
-            last = seg;
-        }
-    }
-    return n;
-}
-
 /* Segments per encoder call: the encoder's activations (attention maps of
  * T x T per head, feed-forward) grow with the segments encoded at once, so
  * a large batch is encoded in chunks (appended with append_rows) to keep
@@ -75,12 +60,15 @@ static int encode_segments(const mt3_model *m, mt3_engine_session *sess, const f
     return MT3_OK;
 }
 
-/* Continuous batching (see decode.h): at most bs segments' rows active;
- * rows sit in groups of one position each, oldest first, so a step is one
- * step_groups call.  ids: [n_segments * C][max_new], pre-filled with pad. */
-static int decode_continuous(const mt3_model *m, mt3_engine_session *sess, const float *features,
-                             int n_segments, int frames, int bs, int max_new, const mt3_decode_opts *o,
-                             int64_t *ids, mt3_tokens *out, int *length, double next_report, mt3_error *err)
+/* The generation loop (see decode.h): at most bs segments' rows active;
+ * rows sit in groups of one position each, oldest first.  `drain`: a new
+ * batch is encoded only when the last one has ended (one group, engine
+ * step); else finished rows' slots are refilled as they free up (a step is
+ * one step_groups call while several groups are active).
+ * ids: [n_segments * C][max_new], pre-filled with pad. */
+static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float *features, int n_segments,
+                       int frames, int bs, int max_new, int drain, const mt3_decode_opts *o, int64_t *ids,
+                       mt3_tokens *out, int *length, double next_report, mt3_error *err)
 {
     const mt3_model_meta *meta = &m->meta;
     const mt3_engine_api *api = m->api;
@@ -100,15 +88,15 @@ static int decode_continuous(const mt3_model *m, mt3_engine_session *sess, const
         rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for %d decoder rows", cap_rows);
         goto done;
     }
-    int n_active = 0, n_groups = 0, next_seg = 0, segs_done = 0, reported = 0;
+    int n_active = 0, n_groups = 0, next_seg = 0, segs_done = 0, reported = 0, batch_rows = 0;
     while (next_seg < n_segments || n_active > 0) {
         /* refill: the first batch, then when enough slots are free */
         int pending = n_segments - next_seg;
         int k = (cap_rows - n_active) / C;
         if (k > pending)
             k = pending;
-        if (k > 0 && (n_active == 0 || k >= refill_min || k == pending)) {
-            rc = encode_segments(m, sess, features + (size_t)next_seg * seg_stride, k, frames, next_seg == 0, err);
+        if (k > 0 && (n_active == 0 || (!drain && (k >= refill_min || k == pending)))) {
+            rc = encode_segments(m, sess, features + (size_t)next_seg * seg_stride, k, frames, n_active == 0, err);
             if (rc)
                 goto done;
             for (int j = 0; j < k * C; j++) {
@@ -121,6 +109,7 @@ static int decode_continuous(const mt3_model *m, mt3_engine_session *sess, const
             gpos[n_groups] = 0;
             n_groups++;
             n_active += k * C;
+            batch_rows = n_active;
             next_seg += k;
             if (api->active_rows(sess) != n_active) {
                 rc = mt3_error_set(err, MT3_E_INTERNAL, "engine reports %d active rows, expected %d",
@@ -140,12 +129,13 @@ static int decode_continuous(const mt3_model *m, mt3_engine_session *sess, const
             }
             next_report = mono_s() + PROGRESS_INTERVAL_S;
         }
-        rc = api->step_groups(sess, tok, n_groups, gsize, gpos, nxt, err);
+        rc = n_groups == 1 ? api->step(sess, tok, gpos[0], nxt, err)
+                           : api->step_groups(sess, tok, n_groups, gsize, gpos, nxt, err);
         if (rc)
             goto done;
         out->steps++;
         out->row_steps += n_active;
-        out->slot_steps += cap_rows;
+        out->slot_steps += drain ? batch_rows : cap_rows; /* drain: the slots of the current batch */
         int n_keep = 0, ng = 0, i = 0;
         for (int g = 0; g < n_groups; g++) {
             const int p = gpos[g];
@@ -240,14 +230,10 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
     const size_t total_rows = (size_t)n_segments * (size_t)C;
     const int max_rows = bs * C;
     int64_t *ids = malloc(total_rows * (size_t)max_new * sizeof *ids);
-    int64_t *tok = malloc((size_t)max_rows * sizeof *tok);
-    int64_t *nxt = malloc((size_t)max_rows * sizeof *nxt);
-    int32_t *row_of = malloc((size_t)max_rows * sizeof *row_of); /* active index -> chunk row */
-    int32_t *keep = malloc((size_t)max_rows * sizeof *keep);
     mt3_engine_session *sess = NULL;
     int rc = MT3_OK;
     int length = 0;
-    if (!ids || !tok || !nxt || !row_of || !keep) {
+    if (!ids) {
         rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for %zu decoder rows", total_rows);
         goto done;
     }
@@ -258,7 +244,6 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
     if (o.num_threads > 0 && api->session_set_threads)
         api->session_set_threads(sess, o.num_threads);
 
-    const size_t seg_stride = (size_t)frames * (size_t)meta->feature_bins;
     double next_report = 0.0;
     if (o.progress) {
         if (o.progress(o.progress_user, 0, n_segments, 0)) {
@@ -267,94 +252,13 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
         }
         next_report = mono_s() + PROGRESS_INTERVAL_S;
     }
-    if (!o.drain_only && n_segments > bs && api->model_caps && api->append_rows && api->step_groups &&
-        (api->model_caps(m->handle) & MT3_ENGINE_CAP_STEP_GROUPS)) {
-        rc = decode_continuous(m, sess, features, n_segments, frames, bs, max_new, &o, ids, out, &length,
-                               next_report, err);
-        if (rc)
-            goto done;
-        goto compact;
-    }
-    for (int s0 = 0; s0 < n_segments; s0 += bs) {
-        int nb = n_segments - s0 < bs ? n_segments - s0 : bs;
-        rc = encode_segments(m, sess, features + (size_t)s0 * seg_stride, nb, frames, 1, err);
-        if (rc)
-            goto done;
-        int n_active = nb * C;
-        if (api->active_rows(sess) != n_active) {
-            rc = mt3_error_set(err, MT3_E_INTERNAL, "engine reports %d active rows, expected %d",
-                               api->active_rows(sess), n_active);
-            goto done;
-        }
-        int64_t *chunk_ids = ids + (size_t)s0 * (size_t)C * (size_t)max_new;
-        for (int i = 0; i < n_active; i++) {
-            tok[i] = meta->start_id;
-            row_of[i] = i;
-        }
-        for (int pos = 0; pos < max_new && n_active > 0; pos++) {
-            if (o.cancel && *o.cancel) {
-                rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
-                goto done;
-            }
-            if (o.progress && pos > 0) {
-                double t = mono_s();
-                if (t >= next_report) {
-                    int done_segs = s0 + nb - active_segments(row_of, n_active, C);
-                    if (o.progress(o.progress_user, done_segs, n_segments, out->row_steps)) {
-                        rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
-                        goto done;
-                    }
-                    next_report = mono_s() + PROGRESS_INTERVAL_S;
-                }
-            }
-            rc = api->step(sess, tok, pos, nxt, err);
-            if (rc)
-                goto done;
-            out->steps++;
-            out->row_steps += n_active;
-            out->slot_steps += (int64_t)nb * C;
-            if (pos + 1 > length)
-                length = pos + 1;
-            int n_keep = 0;
-            for (int i = 0; i < n_active; i++) {
-                int64_t t = nxt[i];
-                if (t < 0 || t >= meta->vocab_size) {
-                    rc = mt3_error_set(err, MT3_E_INFERENCE, "network produced token id %lld outside the vocabulary",
-                                       (long long)t);
-                    goto done;
-                }
-                chunk_ids[(size_t)row_of[i] * (size_t)max_new + (size_t)pos] = t;
-                int finished = (t == meta->eos_id) && (pos > 0 || meta->check_first_eos);
-                if (!finished)
-                    keep[n_keep++] = i;
-            }
-            if (n_keep == n_active) {
-                memcpy(tok, nxt, (size_t)n_active * sizeof *tok);
-                continue;
-            }
-            if (n_keep == 0)
-                break;
-            if (pos + 1 < max_new) { /* no need to compact after the last step */
-                rc = api->keep_rows(sess, keep, n_keep, err);
-                if (rc)
-                    goto done;
-            }
-            for (int k = 0; k < n_keep; k++) {
-                tok[k] = nxt[keep[k]];
-                row_of[k] = row_of[keep[k]];
-            }
-            n_active = n_keep;
-        }
-        if (o.progress) {
-            if (o.progress(o.progress_user, s0 + nb, n_segments, out->row_steps)) {
-                rc = mt3_error_set(err, MT3_E_CANCELLED, "decoding cancelled");
-                goto done;
-            }
-            next_report = mono_s() + PROGRESS_INTERVAL_S;
-        }
-    }
+    const int groups = api->model_caps && api->append_rows && api->step_groups &&
+                       (api->model_caps(m->handle) & MT3_ENGINE_CAP_STEP_GROUPS);
+    rc = decode_rows(m, sess, features, n_segments, frames, bs, max_new, o.drain_only || !groups, &o, ids, out,
+                     &length, next_report, err);
+    if (rc)
+        goto done;
 
-compact:
     /* Compact rows from max_new to `length` columns. */
     if (length < max_new)
         for (size_t r = 0; r < total_rows; r++)
@@ -367,10 +271,6 @@ done:
     if (sess)
         api->session_free(sess);
     free(ids);
-    free(tok);
-    free(nxt);
-    free(row_of);
-    free(keep);
     if (rc) {
         int64_t rs = out->row_steps, st = out->steps, ss = out->slot_steps;
         mt3_tokens_free(out);

@@ -658,24 +658,28 @@ void grow_positions(mt3_engine_session *s, int pos)
     s->cap = cap;
 }
 
-int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next_out, mt3_error *err)
+// Checks shared by step and step_groups: an encoded session and token ids
+// in the vocabulary for every active row.
+int check_step(mt3_engine_session *s, const int64_t *tokens_in, const char *what, mt3_error *err)
 {
-    if (!s || !tokens_in || !next_out)
-        return set_err(err, MT3_E_VALUE, "step: NULL argument");
     const mt3_engine_model *m = s->m;
     if (!s->encoded || s->active < 1)
-        return set_err(err, MT3_E_VALUE, "step: no active rows (call encode first)");
-    if (pos < 0 || pos >= m->max_len)
-        return set_err(err, MT3_E_VALUE,
-                       "step: position " + std::to_string(pos) + " outside 0.." + std::to_string(m->max_len - 1));
-    if (pos > s->last_pos + 1)
-        return set_err(err, MT3_E_VALUE, "step: positions must be fed in order (skipped one)");
-    const int n = s->active;
-    for (int i = 0; i < n; ++i)
+        return set_err(err, MT3_E_VALUE, std::string(what) + ": no active rows (call encode first)");
+    for (int i = 0; i < s->active; ++i)
         if (tokens_in[i] < 0 || tokens_in[i] >= m->vocab)
             return set_err(err, MT3_E_VALUE,
-                           "step: token id " + std::to_string(static_cast<long long>(tokens_in[i])) +
+                           std::string(what) + ": token id " + std::to_string(static_cast<long long>(tokens_in[i])) +
                                " outside the vocabulary");
+    return MT3_OK;
+}
+
+// Run the module's `method` over the active rows: (tokens, <middle...>,
+// self_k, self_v, cross_k, cross_v) -> next ids, after growing the self cache
+// to hold max_pos.  The shared body of step and step_groups.
+int run_step(mt3_engine_session *s, const int64_t *tokens_in, const char *method,
+             std::vector<c10::IValue> middle, int max_pos, int64_t *next_out, mt3_error *err)
+{
+    const mt3_engine_model *m = s->m;
     return guarded(err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
         c10::InferenceMode guard;
         c10::OptionalDeviceGuard device_guard;
@@ -683,22 +687,42 @@ int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next
             device_guard.reset_device(s->m->device);
         torch::jit::GraphOptimizerEnabledGuard opt(false);
         apply_threads(thread_count(s));
-        grow_positions(s, pos);
+        grow_positions(s, max_pos);
+        const int n = s->active;
         at::Tensor tok = torch::from_blob(const_cast<int64_t *>(tokens_in), {n}, at::kLong);
         tok = m->device.is_cpu() ? tok.clone() : tok.to(m->device);
-        at::Tensor sk = s->self_k.narrow(1, 0, n);
-        at::Tensor sv = s->self_v.narrow(1, 0, n);
-        at::Tensor ck = s->cross_k.narrow(1, 0, n);
-        at::Tensor cv = s->cross_v.narrow(1, 0, n);
-        auto res = m->module.get_method("step")({tok, static_cast<int64_t>(pos), sk, sv, ck, cv});
-        at::Tensor nxt = res.toTensor();
+        std::vector<c10::IValue> args{tok};
+        for (auto &v : middle)
+            args.push_back(std::move(v));
+        args.push_back(s->self_k.narrow(1, 0, n));
+        args.push_back(s->self_v.narrow(1, 0, n));
+        args.push_back(s->cross_k.narrow(1, 0, n));
+        args.push_back(s->cross_v.narrow(1, 0, n));
+        at::Tensor nxt = m->module.get_method(method)(std::move(args)).toTensor();
         if (nxt.dim() != 1 || nxt.size(0) != n)
-            return set_err(err, MT3_E_INFERENCE, "step returned ids of an unexpected shape " + c10::str(nxt.sizes()));
+            return set_err(err, MT3_E_INFERENCE,
+                           std::string(method) + " returned ids of an unexpected shape " + c10::str(nxt.sizes()));
         nxt = nxt.to(at::kCPU, at::kLong).contiguous();
         std::memcpy(next_out, nxt.data_ptr<int64_t>(), sizeof(int64_t) * static_cast<size_t>(n));
-        s->last_pos = std::max(s->last_pos, pos);
+        s->last_pos = std::max(s->last_pos, max_pos);
         return MT3_OK;
     });
+}
+
+int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next_out, mt3_error *err)
+{
+    if (!s || !tokens_in || !next_out)
+        return set_err(err, MT3_E_VALUE, "step: NULL argument");
+    const mt3_engine_model *m = s->m;
+    if (pos < 0 || pos >= m->max_len)
+        return set_err(err, MT3_E_VALUE,
+                       "step: position " + std::to_string(pos) + " outside 0.." + std::to_string(m->max_len - 1));
+    if (s->encoded && pos > s->last_pos + 1)
+        return set_err(err, MT3_E_VALUE, "step: positions must be fed in order (skipped one)");
+    int rc = check_step(s, tokens_in, "step", err);
+    if (rc)
+        return rc;
+    return run_step(s, tokens_in, "step", {static_cast<int64_t>(pos)}, pos, next_out, err);
 }
 
 int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, const int32_t *sizes,
@@ -711,12 +735,14 @@ int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, c
         return set_err(err, MT3_E_FRAMEWORK,
                        "step_groups: this exported model has no step_groups method (exported by an older "
                        "mt3-infer); re-export it with `mt3-infer export` for continuous batching");
-    if (!s->encoded || s->active < 1)
-        return set_err(err, MT3_E_VALUE, "step_groups: no active rows (call encode first)");
+    int rc = check_step(s, tokens_in, "step_groups", err);
+    if (rc)
+        return rc;
     if (n_groups < 1 || n_groups > s->active)
         return set_err(err, MT3_E_VALUE, "step_groups: bad group count");
     long long total = 0;
     int max_pos = 0;
+    c10::List<int64_t> sz, ps;
     for (int g = 0; g < n_groups; ++g) {
         if (sizes[g] < 1 || positions[g] < 0 || positions[g] >= m->max_len)
             return set_err(err, MT3_E_VALUE,
@@ -725,45 +751,13 @@ int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, c
                                std::to_string(m->max_len - 1) + ")");
         total += sizes[g];
         max_pos = std::max(max_pos, static_cast<int>(positions[g]));
+        sz.push_back(sizes[g]);
+        ps.push_back(positions[g]);
     }
     if (total != s->active)
         return set_err(err, MT3_E_VALUE, "step_groups: group sizes add up to " + std::to_string(total) +
                                              ", not the " + std::to_string(s->active) + " active rows");
-    const int n = s->active;
-    for (int i = 0; i < n; ++i)
-        if (tokens_in[i] < 0 || tokens_in[i] >= m->vocab)
-            return set_err(err, MT3_E_VALUE,
-                           "step_groups: token id " + std::to_string(static_cast<long long>(tokens_in[i])) +
-                               " outside the vocabulary");
-    return guarded(err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
-        c10::InferenceMode guard;
-        c10::OptionalDeviceGuard device_guard;
-        if (!s->m->device.is_cpu())
-            device_guard.reset_device(s->m->device);
-        torch::jit::GraphOptimizerEnabledGuard opt(false);
-        apply_threads(thread_count(s));
-        grow_positions(s, max_pos);
-        at::Tensor tok = torch::from_blob(const_cast<int64_t *>(tokens_in), {n}, at::kLong);
-        tok = m->device.is_cpu() ? tok.clone() : tok.to(m->device);
-        c10::List<int64_t> sz, ps;
-        for (int g = 0; g < n_groups; ++g) {
-            sz.push_back(sizes[g]);
-            ps.push_back(positions[g]);
-        }
-        at::Tensor sk = s->self_k.narrow(1, 0, n);
-        at::Tensor sv = s->self_v.narrow(1, 0, n);
-        at::Tensor ck = s->cross_k.narrow(1, 0, n);
-        at::Tensor cv = s->cross_v.narrow(1, 0, n);
-        auto res = m->module.get_method("step_groups")({tok, sz, ps, sk, sv, ck, cv});
-        at::Tensor nxt = res.toTensor();
-        if (nxt.dim() != 1 || nxt.size(0) != n)
-            return set_err(err, MT3_E_INFERENCE,
-                           "step_groups returned ids of an unexpected shape " + c10::str(nxt.sizes()));
-        nxt = nxt.to(at::kCPU, at::kLong).contiguous();
-        std::memcpy(next_out, nxt.data_ptr<int64_t>(), sizeof(int64_t) * static_cast<size_t>(n));
-        s->last_pos = std::max(s->last_pos, max_pos);
-        return MT3_OK;
-    });
+    return run_step(s, tokens_in, "step_groups", {sz, ps}, max_pos, next_out, err);
 }
 
 int model_caps(const mt3_engine_model *m)

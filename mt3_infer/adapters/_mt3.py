@@ -306,19 +306,20 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
     def _check_rate(self, sr: int) -> None:
         """Recipe-specific sample-rate rule (after the anchor's checks)."""
 
+    def _call_options(self, batch_size, max_new_tokens, num_threads, max_memory_mb) -> dict:
+        """Per-call options over the adapter's defaults, as the native ints (0 = default)."""
+        def pick(name, value):
+            return _opt_int(name, getattr(self, name) if value is None else value)
+
+        return dict(batch_size=pick("batch_size", batch_size), max_new_tokens=pick("max_new_tokens", max_new_tokens),
+                    num_threads=pick("num_threads", num_threads), max_memory_mb=pick("max_memory_mb", max_memory_mb))
+
     def _native(self, audio, sr, *, midi, notes, batch_size, max_new_tokens, num_threads, stats=False,
                 progress=None, max_memory_mb=None, **extra):
         audio = self._check_input(audio, sr)
         sr = int(sr)
         self._check_rate(sr)
-        kw = dict(
-            batch_size=_opt_int("batch_size", self.batch_size if batch_size is None else batch_size),
-            max_new_tokens=_opt_int("max_new_tokens",
-                                    self.max_new_tokens if max_new_tokens is None else max_new_tokens),
-            num_threads=_opt_int("num_threads", self.num_threads if num_threads is None else num_threads),
-            max_memory_mb=_opt_int("max_memory_mb",
-                                   self.max_memory_mb if max_memory_mb is None else max_memory_mb),
-        )
+        kw = self._call_options(batch_size, max_new_tokens, num_threads, max_memory_mb)
         prog = _Progress(progress)
         try:
             return self._run(audio, sr, midi=midi, notes=notes, stats=stats, progress=prog.callback,
@@ -405,11 +406,9 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         notes (and ``midi()``) equal the offline call's on the same audio."""
         from ..stream import TranscriptionStream
 
-        return TranscriptionStream(self, sr,
-                                   max_new_tokens=_opt_int("max_new_tokens", self.max_new_tokens
-                                                           if max_new_tokens is None else max_new_tokens) or None,
-                                   num_threads=_opt_int("num_threads", self.num_threads
-                                                        if num_threads is None else num_threads) or None)
+        opts = self._call_options(None, max_new_tokens, num_threads, None)
+        return TranscriptionStream(self, sr, max_new_tokens=opts["max_new_tokens"] or None,
+                                   num_threads=opts["num_threads"] or None)
 
     #: Audio (16 kHz samples) loaded from paths for one native call of
     #: transcribe_many: inputs beyond it go to the next call.
@@ -438,14 +437,7 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
             raise RuntimeError("Model not loaded. Call load_model() before transcription.")
         items = list(inputs)
         results = [None] * len(items)
-        kw = dict(
-            batch_size=_opt_int("batch_size", self.batch_size if batch_size is None else batch_size),
-            max_new_tokens=_opt_int("max_new_tokens",
-                                    self.max_new_tokens if max_new_tokens is None else max_new_tokens),
-            num_threads=_opt_int("num_threads", self.num_threads if num_threads is None else num_threads),
-            max_memory_mb=_opt_int("max_memory_mb",
-                                   self.max_memory_mb if max_memory_mb is None else max_memory_mb),
-        )
+        kw = self._call_options(batch_size, max_new_tokens, num_threads, max_memory_mb)
         prog = _Progress(progress)
         try:
             group, where, samples = [], [], 0

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Tuple, Union
 
 from ..exceptions import CheckpointError
+from ._groups import check_groups, group_positions
 from .common import (
     build_meta,
     check_state_dict,
@@ -503,17 +504,6 @@ class MT3Runtime(nn.Module):
         kv = kv.contiguous()  # [2, L, B, H, T, Dh]
         return kv[0], kv[1]
 
-    def _check_groups(self, n: int, cap: int, sizes: List[int], poss: List[int]):
-        if len(sizes) != len(poss) or len(sizes) == 0:
-            raise RuntimeError("step_groups: sizes and positions must be non-empty lists of one length")
-        total = 0
-        for g in range(len(sizes)):
-            if sizes[g] < 1 or poss[g] < 0 or poss[g] >= cap or poss[g] >= self.max_len:
-                raise RuntimeError("decoder position outside the cache, or an empty group")
-            total += sizes[g]
-        if total != n:
-            raise RuntimeError("step_groups: group sizes do not add up to the rows")
-
     def _rows_logits(self, tokens: Tensor, sizes: List[int], poss: List[int], self_k: Tensor,
                      self_v: Tensor, cross_k: Tensor, cross_v: Tensor) -> Tensor:
         """Cached decoder step for N rows in contiguous groups: group g is the
@@ -522,17 +512,10 @@ class MT3Runtime(nn.Module):
         positions 0..poss[g] (no padding or masking), so each row computes
         what it would in a batch of its group alone."""
         n = tokens.size(0)
-        self._check_groups(n, self_k.size(3), sizes, poss)
+        check_groups(n, self_k.size(3), self.max_len, sizes, poss)
         hd = self.n_heads
         dk = self.d_kv
-        if len(sizes) == 1:
-            pe = self.dec_pe[poss[0]]
-        else:
-            parts: List[Tensor] = []
-            for g in range(len(sizes)):
-                parts.append(self.dec_pe[poss[g]].unsqueeze(0).expand(sizes[g], self.dec_pe.size(1)))
-            pe = torch.cat(parts, 0)
-        x = torch.embedding(self.embed, tokens) + pe
+        x = torch.embedding(self.embed, tokens) + group_positions(self.dec_pe, sizes, poss)
         i = 0
         for layer in self.dec_layers:
             base = 6 * i

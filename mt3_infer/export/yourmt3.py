@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from ..exceptions import CheckpointError
 from . import common as _common
+from ._groups import check_groups, group_positions
 
 EXPORTER_VERSION = "yourmt3-1"  # recorded as the meta extra "yourmt3_exporter"
 FAMILY = "yourmt3"
@@ -971,24 +972,9 @@ class YourMT3Net(nn.Module):
         sizes[g] rows, all at position poss[g]); self-attention per group over
         exactly its positions 0..poss[g], everything else on all rows at once."""
         n = tokens.size(0)
-        if len(sizes) != len(poss) or len(sizes) == 0:
-            raise RuntimeError("step: sizes and positions must be non-empty lists of one length")
-        total = 0
-        for g in range(len(sizes)):
-            if sizes[g] < 1 or poss[g] < 0 or poss[g] >= self_k.size(3) or poss[g] >= self.pe.size(0):
-                raise RuntimeError("step: position outside the self-attention cache, or an empty group")
-            total += sizes[g]
-        if total != n:
-            raise RuntimeError("step: group sizes do not add up to the rows")
+        check_groups(n, self_k.size(3), self.pe.size(0), sizes, poss)
         h_, dh = self.n_heads, self.d_kv
-        if len(sizes) == 1:
-            pe = self.pe[poss[0]]
-        else:
-            parts: List[Tensor] = []
-            for g in range(len(sizes)):
-                parts.append(self.pe[poss[g]].unsqueeze(0).expand(sizes[g], self.pe.size(1)))
-            pe = torch.cat(parts, 0)
-        x = F.embedding(tokens, self.embed) + pe
+        x = F.embedding(tokens, self.embed) + group_positions(self.pe, sizes, poss)
         for l in range(self.n_layers):
             h = _rms(x, self.ln_self[l], self.dec_eps)
             q, k, v = F.linear(h, self.w_qkv[l]).view(n, 3, h_, dh).unbind(1)

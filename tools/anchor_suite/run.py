@@ -75,12 +75,6 @@ KNOWN = {
     ),
 }
 
-# Private names of 0.2.0 the suite reaches for: pattern in the failure text -> name.
-PRIVATE_NAMES = (
-    (re.compile(r"mt3_infer\.models\.yourmt3[\w.]*"), None),
-)
-
-
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -220,7 +214,7 @@ def report(meta: dict, recs: list, sources: dict) -> tuple:
         for nodeid, outcome, cls, reason, phrase in rows:
             why = reason + (f" (README: “{phrase}”)" if phrase else "")
             lines.append(f"| `{nodeid}` | {cls} | {why.replace('|', '/')} |")
-    return counts, rows, "\n".join(lines)
+    return rows, "\n".join(lines)
 
 
 def readme_block(text: str):
@@ -266,7 +260,7 @@ def main(argv=None) -> int:
     pkg = meta.get("package") or ""
     if pkg.startswith(str(ROOT / "mt3_infer")):
         sys.exit(f"the suite imported mt3_infer from the checkout ({pkg}), not from an installed package")
-    _, rows, block = report(meta, recs, sources)
+    rows, block = report(meta, recs, sources)
     print()
     print(block)
     print(f"\n(mt3_infer imported from {pkg})")
