@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_long.py [--seconds 3600] [--baseline-seconds 600]
         [--tokens 8] [--threads N] [--models mr_mt3,mt3_pytorch,yourmt3,mt3_small] [--workdir DIR]
+        [--yourmt3-dims small|full] [--no-mixed] [--mixed-only] [--batch 8]
 
 In one run, on this machine:
 
@@ -19,10 +20,10 @@ In one run, on this machine:
    here, beside the default loop on the same audio; their MIDI must be equal.
 
 Weights: full-size random MT3 (45.9 M parameters; mr_mt3 and mt3_pytorch share
-the export), YourMT3 at the tests' small dimensions (full feature geometry) (a full-size YourMT3
-encoder costs ~100 GFLOP per segment: an hour is ~1800 segments, about half
-an hour per pass on 2 cores; memory per segment is set by the budget, not by
-the dimensions), and the bundled mt3_small (its own EOS; --tokens still caps
+the export), YourMT3 at the tests' small dimensions (full feature geometry),
+or with --yourmt3-dims full at its real size (536 MB checkpoint; the encoder
+costs ~100 GFLOP per segment: an hour is ~1800 segments, about half an hour
+per pass on 2 cores), and the bundled mt3_small (its own EOS; --tokens still caps
 it).  Printed per run: audio seconds, wall seconds, real-time factor, peak
 RSS, segments, the window/batch the budget chose, and the decoder padding
 fraction (batch slots left idle by rows that ended while their batch ran on).
@@ -138,17 +139,19 @@ def run_mixed(args):
     d = tempfile.mkdtemp(dir=args.workdir)
     path = os.path.join(d, "mixed.npy")
     np.save(path, audio)
-    res = {}
-    for side in ("drain", "continuous"):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", "mixed", "--audio", path, "--threads",
-               str(args.threads), "--batch", str(args.batch), "--midi-out", os.path.join(d, side + ".mid")]
-        if side == "drain":
-            cmd.append("--drain")
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        line_ = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if line_ is None:
-            raise RuntimeError(f"mixed child {side} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-        res[side] = json.loads(line_[7:])
+    runs = {"drain": [], "continuous": []}
+    for rep in range(args.repeat):  # the sides alternate, so a slow spell of the machine hits both
+        for side in ("drain", "continuous"):
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", "mixed", "--audio", path, "--threads",
+                   str(args.threads), "--batch", str(args.batch), "--midi-out", os.path.join(d, side + ".mid")]
+            if side == "drain":
+                cmd.append("--drain")
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            line_ = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line_ is None:
+                raise RuntimeError(f"mixed child {side} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+            runs[side].append(json.loads(line_[7:]))
+    res = {side: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for side, rs in runs.items()}  # median
     same = open(os.path.join(d, "drain.mid"), "rb").read() == open(os.path.join(d, "continuous.mid"), "rb").read()
     secs = len(audio) / 16000
     print(f"\nmixed-length workload: mt3_small on {secs:.0f} s (examples/demo.wav alternating with "
@@ -159,6 +162,10 @@ def run_mixed(args):
         r = res[side]
         print(f"{side:<12}{r['seconds']:>8.1f}{secs / r['seconds']:>7.1f}{r['steps']:>8}{r['row_steps']:>11}"
               f"{r['row_steps'] / r['seconds']:>8.0f}{r['padding']:>9.3f}{r['peak_rss_mb']:>8.0f}")
+    if args.repeat > 1:
+        print(f"(median of {args.repeat} runs per side, alternating; all wall s: drain "
+              + ", ".join(f"{r['seconds']:.1f}" for r in runs["drain"]) + "; continuous "
+              + ", ".join(f"{r['seconds']:.1f}" for r in runs["continuous"]) + ")")
     print(f"throughput continuous / drain-only: {res['drain']['seconds'] / res['continuous']['seconds']:.2f}x, "
           f"MIDI {'identical' if same else 'DIFFERENT'}")
 
@@ -196,8 +203,15 @@ def main():
     p.add_argument("--budget-mb", type=int, help=argparse.SUPPRESS)
     p.add_argument("--midi-out", default="", help=argparse.SUPPRESS)
     p.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--yourmt3-dims", choices=("small", "full"), default="small",
+                   help="random YourMT3 weights at the tests' small dimensions (default) or full size "
+                        "(~100 GFLOP per segment: about half an hour per hour of audio on 2 cores)")
+    p.add_argument("--no-mixed", action="store_true", help="skip the mixed-length comparison")
     p.add_argument("--batch", type=int, default=8, help="batch_size of the mixed-length comparison")
     p.add_argument("--mixed-only", action="store_true", help="run only the mixed-length comparison")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per side of the mixed-length comparison (median; wall times on a shared "
+                        "2-core VM vary by ~15%% run to run)")
     p.add_argument("--mixed-music-seconds", type=float, default=240.0,
                    help="music in the mixed workload (as much near-silence again)")
     args = p.parse_args()
@@ -225,11 +239,13 @@ def main():
         exports["mr_mt3"] = exports["mt3_pytorch"] = os.path.join(args.workdir, "mt3.mt3i.pt")
         M.export_mt3(ckpt, exports["mr_mt3"])
     if "yourmt3" in models:
-        yck = os.path.join(args.workdir, "last.ckpt")
-        ydims = dict(fy.SMALL, kv=128, frames=110)  # the tests' YourMT3 dims: full feature geometry
+        full = args.yourmt3_dims == "full"
+        yck = os.path.join(args.workdir, "last_full.ckpt" if full else "last.ckpt")
+        # full: the real network's dimensions (spec 1.5); small: the tests' dims, full feature geometry
+        ydims = fy.FULL if full else dict(fy.SMALL, kv=128, frames=110)
         fy.save_lightning_checkpoint(yck, fy.random_state_dict(ydims, True, seed=1),
                                      fy.make_hparams(ydims, True))
-        exports["yourmt3"] = os.path.join(args.workdir, "last.mt3i.pt")
+        exports["yourmt3"] = os.path.join(args.workdir, "last_full.mt3i.pt" if full else "last.mt3i.pt")
         Y.export_checkpoint(yck, exports["yourmt3"])
     audio = os.path.join(args.workdir, f"recording_{int(args.seconds)}s.wav")
     if not os.path.exists(audio):
@@ -255,7 +271,8 @@ def main():
             print(line(f"{name}: first {args.baseline_seconds:g} s, default", b)
                   + f"   RSS ratio whole/default {a['peak_rss_mb'] / b['peak_rss_mb']:.2f}, "
                   f"MIDI {'identical' if same else 'DIFFERENT'}", flush=True)
-    run_mixed(args)
+    if not args.no_mixed:
+        run_mixed(args)
 
 
 if __name__ == "__main__":

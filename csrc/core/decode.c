@@ -60,11 +60,18 @@ static int encode_segments(const mt3_model *m, mt3_engine_session *sess, const f
     return MT3_OK;
 }
 
+/* Rows ending at a time in continuous batching free one slot here and there;
+ * refilling each from its own encoder call would encode in small, slow
+ * batches.  With the engine's staging pool, segments are encoded up to
+ * STAGE_CHUNK at a time ahead of need and handed to slots as they free up. */
+#define STAGE_CHUNK ENCODE_CHUNK
+
 /* The generation loop (see decode.h): at most bs segments' rows active;
  * rows sit in groups of one position each, oldest first.  `drain`: a new
  * batch is encoded only when the last one has ended (one group, engine
  * step); else finished rows' slots are refilled as they free up (a step is
- * one step_groups call while several groups are active).
+ * one step_groups call while several groups are active), from segments
+ * staged ahead when the engine can (stage_rows/append_staged).
  * ids: [n_segments * C][max_new], pre-filled with pad. */
 static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float *features, int n_segments,
                        int frames, int bs, int max_new, int drain, const mt3_decode_opts *o, int64_t *ids,
@@ -75,6 +82,11 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
     const int C = meta->channels;
     const int cap_rows = bs * C;
     const size_t seg_stride = (size_t)frames * (size_t)meta->feature_bins;
+    const int stage_cap = !drain && api->stage_rows && api->append_staged ? (bs < STAGE_CHUNK ? bs : STAGE_CHUNK)
+                                                                          : 0; /* segments */
+    /* a refill waits for a quarter of the slots: each refill starts a group
+     * at position 0, and every group costs the step its own self-attention
+     * ops (measured: refilling each slot at once was no faster at batch 8) */
     const int refill_min = bs / 4 > 1 ? bs / 4 : 1; /* segments */
     int64_t *tok = malloc((size_t)cap_rows * sizeof *tok);
     int64_t *nxt = malloc((size_t)cap_rows * sizeof *nxt);
@@ -88,15 +100,29 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
         rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for %d decoder rows", cap_rows);
         goto done;
     }
-    int n_active = 0, n_groups = 0, next_seg = 0, segs_done = 0, reported = 0, batch_rows = 0;
+    int n_active = 0, n_groups = 0, next_seg = 0, staged = 0, segs_done = 0, reported = 0, batch_rows = 0;
     while (next_seg < n_segments || n_active > 0) {
         /* refill: the first batch, then when enough slots are free */
-        int pending = n_segments - next_seg;
+        int pending = n_segments - next_seg; /* not yet active (staged ones included) */
         int k = (cap_rows - n_active) / C;
         if (k > pending)
             k = pending;
         if (k > 0 && (n_active == 0 || (!drain && (k >= refill_min || k == pending)))) {
-            rc = encode_segments(m, sess, features + (size_t)next_seg * seg_stride, k, frames, n_active == 0, err);
+            if (stage_cap && (n_active > 0 || staged > 0)) {
+                if (staged == 0) {
+                    staged = pending < stage_cap ? pending : stage_cap;
+                    rc = api->stage_rows(sess, features + (size_t)next_seg * seg_stride, staged, frames, err);
+                    if (rc)
+                        goto done;
+                }
+                if (k > staged)
+                    k = staged;
+                rc = api->append_staged(sess, k, err);
+                staged -= k;
+            } else {
+                rc = encode_segments(m, sess, features + (size_t)next_seg * seg_stride, k, frames, n_active == 0,
+                                     err);
+            }
             if (rc)
                 goto done;
             for (int j = 0; j < k * C; j++) {

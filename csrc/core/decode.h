@@ -12,9 +12,11 @@
  *   - at most batch_size segments are decoded at once (default: all).  With
  *     an engine and model that offer append_rows/step_groups (exporter 2)
  *     the batch is continuous: when rows end, their slots take the next
- *     pending segments (encoded then, appended as a new group at position
- *     0) once at least a quarter of the batch (and at least one segment) is
- *     free, or when the rest of the input fits; otherwise (drain_only, or
+ *     pending segments (appended as a new group at position 0) once at
+ *     least a quarter of the batch (and at least one segment) is free, or
+ *     when the rest of the input fits; the engine encodes them up to 8 at a
+ *     time ahead of need (stage_rows/append_staged), since small encoder
+ *     calls are slow per segment; otherwise (drain_only, or
  *     an older export) each batch runs until its last row ends.  Rows are
  *     independent and every group's self-attention covers exactly its own
  *     positions, so neither choice changes a token.

@@ -147,6 +147,20 @@ typedef struct mt3_engine_api {
     int (*step_groups)(mt3_engine_session *s, const int64_t *tokens_in, int n_groups,
                        const int32_t *sizes, const int32_t *positions, int64_t *next_out,
                        mt3_error *err);
+
+    /* ---- Staged refills (appended; NULL in older tables) ---- */
+
+    /* Encode n_segments more feature blocks (same frame count as the
+     * session's encode) into a pool kept beside the active rows, after any
+     * already staged (at most max_rows rows staged).  encode empties the
+     * pool.  Lets a caller encode several segments in one call and hand them
+     * to slots one at a time as rows end. */
+    int (*stage_rows)(mt3_engine_session *s, const float *features, int n_segments, int frames,
+                      mt3_error *err);
+
+    /* Append the rows of the oldest n_segments staged segments after the
+     * active ones, exactly as append_rows would have for those features. */
+    int (*append_staged)(mt3_engine_session *s, int n_segments, mt3_error *err);
 } mt3_engine_api;
 
 /* The exported module has step_groups (exporter "mt3-infer-export/2"). */

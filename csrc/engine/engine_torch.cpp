@@ -61,6 +61,10 @@ struct mt3_engine_session {
     at::Tensor cross_k, cross_v;  // [L, max_rows, H, T', Dh] (rows >= active unused)
     at::Tensor self_k, self_v;    // [L, max_rows, H, cap, Dh]
     int cap = 0;
+    // Staged segments (stage_rows): cross K/V encoded ahead of a free slot,
+    // rows [pool_head, pool_rows) of [L, >= pool_rows, H, T', Dh], oldest first.
+    at::Tensor pool_k, pool_v;
+    int pool_head = 0, pool_rows = 0;
 };
 
 namespace {
@@ -547,6 +551,7 @@ int encode_frames(mt3_engine_session *s, const float *features, int n_segments, 
     const mt3_engine_model *m = s->m;
     s->encoded = false;
     s->active = 0;
+    s->pool_head = s->pool_rows = 0;
     return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
         c10::InferenceMode guard;
         c10::OptionalDeviceGuard device_guard;
@@ -598,18 +603,38 @@ void ensure_rows(at::Tensor &t, int rows, int keep, int64_t len_dim3 = -1)
     t = n;
 }
 
-int append_rows(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err)
+// Rows k/v [L, rows, H, T', Dh] appended after the active ones (their self
+// cache is filled from position 0 as they step).
+void place_rows(mt3_engine_session *s, const at::Tensor &k, const at::Tensor &v)
+{
+    const int rows = static_cast<int>(k.size(1));
+    ensure_rows(s->cross_k, s->max_rows, s->active);
+    ensure_rows(s->cross_v, s->max_rows, s->active);
+    ensure_rows(s->self_k, s->max_rows, s->active, s->last_pos + 1);
+    ensure_rows(s->self_v, s->max_rows, s->active, s->last_pos + 1);
+    s->cross_k.narrow(1, s->active, rows).copy_(k);
+    s->cross_v.narrow(1, s->active, rows).copy_(v);
+    s->active += rows;
+}
+
+// Checks shared by append_rows and stage_rows: an encoded session, the same
+// frame count, and room for the rows (`in_use`: rows already taken).
+int check_more_rows(mt3_engine_session *s, const float *features, int n_segments, int frames, int in_use,
+                    const char *what, mt3_error *err)
 {
     if (!s)
-        return set_err(err, MT3_E_VALUE, "append_rows: NULL session");
+        return set_err(err, MT3_E_VALUE, std::string(what) + ": NULL session");
     if (!s->encoded)
-        return set_err(err, MT3_E_VALUE, "append_rows: call encode first");
+        return set_err(err, MT3_E_VALUE, std::string(what) + ": call encode first");
     if (frames != s->frames)
-        return set_err(err, MT3_E_VALUE, "append_rows: frames differ from the session's encode");
-    int rc = check_encode_args(s, features, n_segments, frames, s->active, "append_rows", err);
-    if (rc)
-        return rc;
-    const mt3_engine_model *m = s->m;
+        return set_err(err, MT3_E_VALUE, std::string(what) + ": frames differ from the session's encode");
+    return check_encode_args(s, features, n_segments, frames, in_use, what, err);
+}
+
+// The shared body of append_rows and stage_rows: encode, then `use` k/v.
+template <class F>
+int encode_more(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err, F use)
+{
     return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
         c10::InferenceMode guard;
         c10::OptionalDeviceGuard device_guard;
@@ -621,15 +646,76 @@ int append_rows(mt3_engine_session *s, const float *features, int n_segments, in
         int erc = run_encoder(s, features, n_segments, frames, k, v, err);
         if (erc)
             return erc;
-        const int rows = n_segments * m->channels;
-        const int total = s->active + rows;
-        ensure_rows(s->cross_k, s->max_rows, s->active);
-        ensure_rows(s->cross_v, s->max_rows, s->active);
-        ensure_rows(s->self_k, s->max_rows, s->active, s->last_pos + 1);
-        ensure_rows(s->self_v, s->max_rows, s->active, s->last_pos + 1);
-        s->cross_k.narrow(1, s->active, rows).copy_(k);
-        s->cross_v.narrow(1, s->active, rows).copy_(v);
-        s->active = total;  // the new rows' self cache is filled from position 0 as they step
+        use(k, v);
+        return MT3_OK;
+    });
+}
+
+int append_rows(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err)
+{
+    int rc = check_more_rows(s, features, n_segments, frames, s ? s->active : 0, "append_rows", err);
+    if (rc)
+        return rc;
+    return encode_more(s, features, n_segments, frames, err,
+                       [&](const at::Tensor &k, const at::Tensor &v) { place_rows(s, k, v); });
+}
+
+int stage_rows(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err)
+{
+    int rc = check_more_rows(s, features, n_segments, frames, s ? s->pool_rows - s->pool_head : 0, "stage_rows",
+                             err);
+    if (rc)
+        return rc;
+    return encode_more(s, features, n_segments, frames, err, [&](const at::Tensor &k, const at::Tensor &v) {
+        const int rows = static_cast<int>(k.size(1));
+        const int left = s->pool_rows - s->pool_head;
+        if (s->pool_head > 0) {  // the staged rows to the front (through a copy: the ranges may overlap)
+            for (at::Tensor *t : {&s->pool_k, &s->pool_v})
+                if (left > 0)
+                    t->narrow(1, 0, left).copy_(t->narrow(1, s->pool_head, left).clone());
+            s->pool_head = 0;
+            s->pool_rows = left;
+        }
+        if (!s->pool_k.defined() || !s->pool_k.sizes().slice(2).equals(k.sizes().slice(2)) ||
+            s->pool_k.scalar_type() != k.scalar_type()) {
+            s->pool_k = at::empty_like(k);
+            s->pool_v = at::empty_like(v);
+            s->pool_rows = 0;  // left == 0 here: encode (which empties the pool) set the geometry
+        }
+        ensure_rows(s->pool_k, s->pool_rows + rows, s->pool_rows);
+        ensure_rows(s->pool_v, s->pool_rows + rows, s->pool_rows);
+        s->pool_k.narrow(1, s->pool_rows, rows).copy_(k);
+        s->pool_v.narrow(1, s->pool_rows, rows).copy_(v);
+        s->pool_rows += rows;
+    });
+}
+
+int append_staged(mt3_engine_session *s, int n_segments, mt3_error *err)
+{
+    if (!s)
+        return set_err(err, MT3_E_VALUE, "append_staged: NULL session");
+    if (!s->encoded)
+        return set_err(err, MT3_E_VALUE, "append_staged: call encode first");
+    const long long rows = static_cast<long long>(n_segments) * s->m->channels;
+    if (n_segments < 1 || rows > s->pool_rows - s->pool_head)
+        return set_err(err, MT3_E_VALUE, "append_staged: " + std::to_string(n_segments) + " segments requested, " +
+                                             std::to_string((s->pool_rows - s->pool_head) / s->m->channels) +
+                                             " staged");
+    if (rows + s->active > s->max_rows)
+        return set_err(err, MT3_E_VALUE, "append_staged: " + std::to_string(n_segments) +
+                                             " segments exceed the session's " + std::to_string(s->max_rows) +
+                                             " rows");
+    return guarded(err, MT3_E_INFERENCE, "append_staged", [&]() -> int {
+        c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
+        apply_threads(thread_count(s));
+        const int r = static_cast<int>(rows);
+        place_rows(s, s->pool_k.narrow(1, s->pool_head, r), s->pool_v.narrow(1, s->pool_head, r));
+        s->pool_head += r;
+        if (s->pool_head == s->pool_rows)
+            s->pool_head = s->pool_rows = 0;
         return MT3_OK;
     });
 }
@@ -832,6 +918,8 @@ const mt3_engine_api kApi = {
     model_caps,
     append_rows,
     step_groups,
+    stage_rows,
+    append_staged,
 };
 
 }  // namespace
