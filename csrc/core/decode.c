@@ -60,12 +60,6 @@ static int encode_segments(const mt3_model *m, mt3_engine_session *sess, const f
     return MT3_OK;
 }
 
-/* Rows ending at a time in continuous batching free one slot here and there;
- * refilling each from its own encoder call would encode in small, slow
- * batches.  With the engine's staging pool, segments are encoded up to
- * STAGE_CHUNK at a time ahead of need and handed to slots as they free up. */
-#define STAGE_CHUNK ENCODE_CHUNK
-
 /* The generation loop (see decode.h): at most bs segments' rows active;
  * rows sit in groups of one position each, oldest first.  `drain`: a new
  * batch is encoded only when the last one has ended (one group, engine
@@ -82,7 +76,11 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
     const int C = meta->channels;
     const int cap_rows = bs * C;
     const size_t seg_stride = (size_t)frames * (size_t)meta->feature_bins;
-    const int stage_cap = !drain && api->stage_rows && api->append_staged ? (bs < STAGE_CHUNK ? bs : STAGE_CHUNK)
+    /* Rows end one here, one there; refilling each from its own encoder call
+     * would encode in small, slow calls.  With the engine's staging pool,
+     * segments are encoded up to ENCODE_CHUNK at a time ahead of need and
+     * handed to slots as they free up. */
+    const int stage_cap = !drain && api->stage_rows && api->append_staged ? (bs < ENCODE_CHUNK ? bs : ENCODE_CHUNK)
                                                                           : 0; /* segments */
     /* a refill waits for a quarter of the slots: each refill starts a group
      * at position 0, and every group costs the step its own self-attention

@@ -151,10 +151,10 @@ typedef struct mt3_engine_api {
     /* ---- Staged refills (appended; NULL in older tables) ---- */
 
     /* Encode n_segments more feature blocks (same frame count as the
-     * session's encode) into a pool kept beside the active rows, after any
-     * already staged (at most max_rows rows staged).  encode empties the
-     * pool.  Lets a caller encode several segments in one call and hand them
-     * to slots one at a time as rows end. */
+     * session's encode, at most max_rows rows) into a pool kept beside the
+     * active rows; the pool must be empty (every staged segment appended;
+     * encode empties it).  Lets a caller encode several segments in one call
+     * and hand them to slots a few at a time as rows end. */
     int (*stage_rows)(mt3_engine_session *s, const float *features, int n_segments, int frames,
                       mt3_error *err);
 

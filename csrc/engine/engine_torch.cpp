@@ -62,7 +62,7 @@ struct mt3_engine_session {
     at::Tensor self_k, self_v;    // [L, max_rows, H, cap, Dh]
     int cap = 0;
     // Staged segments (stage_rows): cross K/V encoded ahead of a free slot,
-    // rows [pool_head, pool_rows) of [L, >= pool_rows, H, T', Dh], oldest first.
+    // rows [pool_head, pool_rows) of [L, pool_rows, H, T', Dh] still to hand out.
     at::Tensor pool_k, pool_v;
     int pool_head = 0, pool_rows = 0;
 };
@@ -493,6 +493,23 @@ void session_free(mt3_engine_session *s)
     }
 }
 
+// A session call under the catch-all: inference mode, the model's device,
+// no graph optimizer (the TorchScript methods run as written), this
+// session's threads.
+template <class F>
+int in_session(mt3_engine_session *s, mt3_error *err, int fail_code, const char *what, F &&body)
+{
+    return guarded(err, fail_code, what, [&]() -> int {
+        c10::InferenceMode guard;
+        c10::OptionalDeviceGuard device_guard;
+        if (!s->m->device.is_cpu())
+            device_guard.reset_device(s->m->device);
+        torch::jit::GraphOptimizerEnabledGuard opt(false);
+        apply_threads(thread_count(s));
+        return body();
+    });
+}
+
 // Run the encoder on n_segments blocks; on success k/v hold cross keys and
 // values [L, n_segments * C, H, T', Dh] (checked against the metadata).
 int run_encoder(mt3_engine_session *s, const float *features, int n_segments, int frames, at::Tensor &k,
@@ -542,6 +559,20 @@ int check_encode_args(mt3_engine_session *s, const float *features, int n_segmen
     return MT3_OK;
 }
 
+// The shared body of encode_frames, append_rows and stage_rows: encode, then `use` k/v.
+template <class F>
+int encode_more(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err, F use)
+{
+    return in_session(s, err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
+        at::Tensor k, v;
+        int erc = run_encoder(s, features, n_segments, frames, k, v, err);
+        if (erc)
+            return erc;
+        use(k, v);
+        return MT3_OK;
+    });
+}
+
 int encode_frames(mt3_engine_session *s, const float *features, int n_segments, int frames,
                   mt3_error *err)
 {
@@ -552,17 +583,7 @@ int encode_frames(mt3_engine_session *s, const float *features, int n_segments, 
     s->encoded = false;
     s->active = 0;
     s->pool_head = s->pool_rows = 0;
-    return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
-        c10::InferenceMode guard;
-        c10::OptionalDeviceGuard device_guard;
-        if (!s->m->device.is_cpu())
-            device_guard.reset_device(s->m->device);
-        torch::jit::GraphOptimizerEnabledGuard opt(false);
-        apply_threads(thread_count(s));
-        at::Tensor k, v;
-        int erc = run_encoder(s, features, n_segments, frames, k, v, err);
-        if (erc)
-            return erc;
+    return encode_more(s, features, n_segments, frames, err, [&](const at::Tensor &k, const at::Tensor &v) {
         const int rows = n_segments * m->channels;
         s->cross_k = k.contiguous();
         s->cross_v = v.contiguous();
@@ -578,7 +599,6 @@ int encode_frames(mt3_engine_session *s, const float *features, int n_segments, 
         s->active = rows;
         s->last_pos = -1;
         s->encoded = true;
-        return MT3_OK;
     });
 }
 
@@ -631,26 +651,6 @@ int check_more_rows(mt3_engine_session *s, const float *features, int n_segments
     return check_encode_args(s, features, n_segments, frames, in_use, what, err);
 }
 
-// The shared body of append_rows and stage_rows: encode, then `use` k/v.
-template <class F>
-int encode_more(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err, F use)
-{
-    return guarded(err, MT3_E_INFERENCE, "encoder failed", [&]() -> int {
-        c10::InferenceMode guard;
-        c10::OptionalDeviceGuard device_guard;
-        if (!s->m->device.is_cpu())
-            device_guard.reset_device(s->m->device);
-        torch::jit::GraphOptimizerEnabledGuard opt(false);
-        apply_threads(thread_count(s));
-        at::Tensor k, v;
-        int erc = run_encoder(s, features, n_segments, frames, k, v, err);
-        if (erc)
-            return erc;
-        use(k, v);
-        return MT3_OK;
-    });
-}
-
 int append_rows(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err)
 {
     int rc = check_more_rows(s, features, n_segments, frames, s ? s->active : 0, "append_rows", err);
@@ -662,31 +662,16 @@ int append_rows(mt3_engine_session *s, const float *features, int n_segments, in
 
 int stage_rows(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err)
 {
-    int rc = check_more_rows(s, features, n_segments, frames, s ? s->pool_rows - s->pool_head : 0, "stage_rows",
-                             err);
+    int rc = check_more_rows(s, features, n_segments, frames, 0, "stage_rows", err);
     if (rc)
         return rc;
+    if (s->pool_head < s->pool_rows)
+        return set_err(err, MT3_E_VALUE, "stage_rows: segments are still staged (append them first)");
     return encode_more(s, features, n_segments, frames, err, [&](const at::Tensor &k, const at::Tensor &v) {
-        const int rows = static_cast<int>(k.size(1));
-        const int left = s->pool_rows - s->pool_head;
-        if (s->pool_head > 0) {  // the staged rows to the front (through a copy: the ranges may overlap)
-            for (at::Tensor *t : {&s->pool_k, &s->pool_v})
-                if (left > 0)
-                    t->narrow(1, 0, left).copy_(t->narrow(1, s->pool_head, left).clone());
-            s->pool_head = 0;
-            s->pool_rows = left;
-        }
-        if (!s->pool_k.defined() || !s->pool_k.sizes().slice(2).equals(k.sizes().slice(2)) ||
-            s->pool_k.scalar_type() != k.scalar_type()) {
-            s->pool_k = at::empty_like(k);
-            s->pool_v = at::empty_like(v);
-            s->pool_rows = 0;  // left == 0 here: encode (which empties the pool) set the geometry
-        }
-        ensure_rows(s->pool_k, s->pool_rows + rows, s->pool_rows);
-        ensure_rows(s->pool_v, s->pool_rows + rows, s->pool_rows);
-        s->pool_k.narrow(1, s->pool_rows, rows).copy_(k);
-        s->pool_v.narrow(1, s->pool_rows, rows).copy_(v);
-        s->pool_rows += rows;
+        s->pool_k = k;  // the encoder's own output: no copy
+        s->pool_v = v;
+        s->pool_head = 0;
+        s->pool_rows = static_cast<int>(k.size(1));
     });
 }
 
@@ -705,12 +690,7 @@ int append_staged(mt3_engine_session *s, int n_segments, mt3_error *err)
         return set_err(err, MT3_E_VALUE, "append_staged: " + std::to_string(n_segments) +
                                              " segments exceed the session's " + std::to_string(s->max_rows) +
                                              " rows");
-    return guarded(err, MT3_E_INFERENCE, "append_staged", [&]() -> int {
-        c10::InferenceMode guard;
-        c10::OptionalDeviceGuard device_guard;
-        if (!s->m->device.is_cpu())
-            device_guard.reset_device(s->m->device);
-        apply_threads(thread_count(s));
+    return in_session(s, err, MT3_E_INFERENCE, "append_staged", [&]() -> int {
         const int r = static_cast<int>(rows);
         place_rows(s, s->pool_k.narrow(1, s->pool_head, r), s->pool_v.narrow(1, s->pool_head, r));
         s->pool_head += r;
@@ -766,13 +746,7 @@ int run_step(mt3_engine_session *s, const int64_t *tokens_in, const char *method
              std::vector<c10::IValue> middle, int max_pos, int64_t *next_out, mt3_error *err)
 {
     const mt3_engine_model *m = s->m;
-    return guarded(err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
-        c10::InferenceMode guard;
-        c10::OptionalDeviceGuard device_guard;
-        if (!s->m->device.is_cpu())
-            device_guard.reset_device(s->m->device);
-        torch::jit::GraphOptimizerEnabledGuard opt(false);
-        apply_threads(thread_count(s));
+    return in_session(s, err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
         grow_positions(s, max_pos);
         const int n = s->active;
         at::Tensor tok = torch::from_blob(const_cast<int64_t *>(tokens_in), {n}, at::kLong);
@@ -865,12 +839,7 @@ int keep_rows(mt3_engine_session *s, const int32_t *rows, int n_rows, mt3_error 
         if (i > 0 && rows[i] <= rows[i - 1])
             return set_err(err, MT3_E_VALUE, "keep_rows: indices must be strictly ascending");
     }
-    return guarded(err, MT3_E_INFERENCE, "keep_rows", [&]() -> int {
-        c10::InferenceMode guard;
-        c10::OptionalDeviceGuard device_guard;
-        if (!s->m->device.is_cpu())
-            device_guard.reset_device(s->m->device);
-        apply_threads(thread_count(s));
+    return in_session(s, err, MT3_E_INFERENCE, "keep_rows", [&]() -> int {
         const int64_t filled = s->last_pos + 1;
         for (int i = 0; i < n_rows; ++i) {
             int src = rows[i];
