@@ -111,7 +111,7 @@ def mixed_child(args):
     adapter.continuous_batching = not args.drain
     adapter.transcribe_bytes(audio[:16000], 16000, max_new_tokens=4)  # warm-up
     t = time.perf_counter()
-    data, stats = adapter.transcribe_stats(audio, 16000, batch_size=args.batch)
+    data, stats = adapter.transcribe_stats(audio, 16000, batch_size=args.batch or None)
     stats["seconds"] = time.perf_counter() - t
     stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     with open(args.midi_out, "wb") as f:
@@ -154,8 +154,9 @@ def run_mixed(args):
     res = {side: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for side, rs in runs.items()}  # median
     same = open(os.path.join(d, "drain.mid"), "rb").read() == open(os.path.join(d, "continuous.mid"), "rb").read()
     secs = len(audio) / 16000
+    bs = args.batch or f"the plan's default ({res['drain']['batch']} at max_memory_mb 2048)"
     print(f"\nmixed-length workload: mt3_small on {secs:.0f} s (examples/demo.wav alternating with "
-          f"near-silence), batch_size {args.batch} on both sides (equal decoder memory), no token cap")
+          f"near-silence), batch_size {bs} on both sides (equal decoder memory), no token cap")
     print(f"{'batching':<12}{'wall s':>8}{'RTF':>7}{'steps':>8}{'row-steps':>11}{'tok/s':>8}{'padding':>9}"
           f"{'RSS MB':>8}")
     for side in ("drain", "continuous"):
@@ -207,7 +208,8 @@ def main():
                    help="random YourMT3 weights at the tests' small dimensions (default) or full size "
                         "(~100 GFLOP per segment: about half an hour per hour of audio on 2 cores)")
     p.add_argument("--no-mixed", action="store_true", help="skip the mixed-length comparison")
-    p.add_argument("--batch", type=int, default=8, help="batch_size of the mixed-length comparison")
+    p.add_argument("--batch", type=int, default=8,
+                   help="batch_size of the mixed-length comparison (0: the memory plan's default)")
     p.add_argument("--mixed-only", action="store_true", help="run only the mixed-length comparison")
     p.add_argument("--repeat", type=int, default=3,
                    help="runs per side of the mixed-length comparison (median; wall times on a shared "

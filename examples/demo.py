@@ -1,37 +1,26 @@
 """Transcribe examples/demo.wav with the bundled model and score it.
 
-    python examples/demo.py [--out demo.mid]     (or: make demo)
+    python examples/demo.py [--out demo.mid] [--plot demo.png]     (or: make demo)
 
 Uses the network shipped inside the package (model "mt3_small", alias
 "offline"): nothing is downloaded and torch is not imported.  Writes the
 transcription as MIDI and prints the note count, the real-time factor and the
 onset F1 (mir_eval, 50 ms) against examples/demo.mid, the MIDI file the demo
-audio was rendered from (tools/synth/make_demo.py).
+audio was rendered from (tools/synth/make_demo.py); with the plot extra
+(``pip install 'mt3-infer[plot]'``) also a piano roll of the transcription
+against that reference (matched, extra and missed notes) over the audio's
+spectrogram, beside the MIDI (demo.png).
 """
 import argparse
 import os
 import time
 
-import mido
 import numpy as np
 
 import mt3_infer
+from mt3_infer.utils.midi import midi_to_notes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def midi_notes(path):
-    """(onset, offset, pitch) of every note of a MIDI file, in seconds."""
-    active, notes, now = {}, [], 0.0
-    for msg in mido.MidiFile(path):  # merged tracks, times in seconds
-        now += msg.time
-        if msg.type == "note_on" and msg.velocity > 0:
-            active[(msg.channel, msg.note)] = now
-        elif msg.type in ("note_off", "note_on"):
-            start = active.pop((msg.channel, msg.note), None)
-            if start is not None:
-                notes.append((start, now, msg.note))
-    return np.array(sorted(notes), dtype=float).reshape(-1, 3)
 
 
 def onset_f1(ref, est):
@@ -55,6 +44,9 @@ def main():
     ap.add_argument("--audio", default=os.path.join(HERE, "demo.wav"))
     ap.add_argument("--reference", default=os.path.join(HERE, "demo.mid"))
     ap.add_argument("--out", default="demo.mid")
+    ap.add_argument("--plot", default=None,
+                    help="piano-roll picture against the reference (.png or .svg; default: beside --out, "
+                         "'' for none; needs the plot extra)")
     a = ap.parse_args()
 
     model = mt3_infer.load_model("offline")  # the bundled network, no download
@@ -68,13 +60,23 @@ def main():
 
     seconds = len(audio) / sr
     est = np.stack([notes["onset"], notes["offset"], notes["pitch"]], axis=1)[~notes["is_drum"]]
-    f1 = onset_f1(midi_notes(a.reference), est)
+    ref = midi_to_notes(a.reference)
+    ref = ref[~ref["is_drum"]]
+    f1 = onset_f1(np.stack([ref["onset"], ref["offset"], ref["pitch"]], axis=1), est)
     print(f"wrote {a.out}: {len(notes)} notes from {seconds:.1f} s of audio")
     print(f"real-time factor: {seconds / wall:.1f}x ({wall:.2f} s)")
     if f1 is None:
         print("onset F1: install mir_eval to score against", a.reference)
     else:
         print(f"onset F1 vs {os.path.relpath(a.reference)}: {f1:.3f}")
+    plot = os.path.splitext(a.out)[0] + ".png" if a.plot is None else a.plot
+    if plot:
+        try:
+            mt3_infer.save_plot(notes, plot, reference=a.reference, audio=audio, sr=sr,
+                                title=f"bundled model on {os.path.basename(a.audio)} vs {os.path.basename(a.reference)}")
+            print(f"wrote {plot}: piano roll against the reference")
+        except mt3_infer.DependencyError as exc:
+            print(f"no picture: {exc}")
 
 
 if __name__ == "__main__":

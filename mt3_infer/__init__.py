@@ -7,6 +7,7 @@ from .exceptions import (
     AudioError,
     CheckpointDownloadError,
     CheckpointError,
+    DependencyError,
     FrameworkError,
     InferenceError,
     ModelNotFoundError,
@@ -33,6 +34,7 @@ from .session import MT3Session  # noqa: E402
 from .audio import load_audio  # noqa: E402
 from .features import compute_features  # noqa: E402
 from .codec import decode_tokens, notes_to_midi  # noqa: E402
+from .plot import plot_notes, save_plot  # noqa: E402  (matplotlib only on first call)
 
 __all__ = [
     "__version__",
@@ -57,4 +59,7 @@ __all__ = [
     "compute_features",
     "decode_tokens",
     "notes_to_midi",
+    "plot_notes",
+    "save_plot",
+    "DependencyError",
 ]

@@ -245,7 +245,12 @@ def cmd_transcribe(args) -> int:
         ctor, call = api._split_kwargs(model_id, cls, kw, "transcribe")
     except TypeError as exc:
         raise UsageError(f"option not supported by model '{model_id}': {exc}") from None
-    want_notes = args.notes_csv or args.notes_json
+    want_notes = args.notes_csv or args.notes_json or args.plot
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (fail before transcribing, not after)
+        except ImportError:
+            raise UsageError("--plot needs the plot extra: pip install 'mt3-infer[plot]'") from None
 
     if status:
         print(f"Loading model {model_id} (device {device})...", file=sys.stderr)
@@ -269,6 +274,12 @@ def cmd_transcribe(args) -> int:
         if args.notes_json:
             p = dst.with_suffix(".notes.json")
             write_notes_json(notes, p, source=str(src), model=model_id, duration=seconds_audio)
+            extra.append(str(p))
+        if args.plot:
+            from .plot import save_plot
+
+            p = dst.with_suffix(".png")
+            save_plot(notes, p, title=f"{os.path.basename(str(src))} ({model_id})")
             extra.append(str(p))
         if not quiet:
             n = len(notes) if notes is not None else _count_notes(midi)
@@ -494,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-new-tokens", type=_positive_int, help="decoding cap per segment")
     t.add_argument("--notes-csv", action="store_true", help="also write <output>.notes.csv")
     t.add_argument("--notes-json", action="store_true", help="also write <output>.notes.json")
+    t.add_argument("--plot", action="store_true",
+                   help="also write <output>.png, a piano roll of the notes (needs mt3-infer[plot])")
     t.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
     t.add_argument("--skip-existing", action="store_true", help="skip inputs whose .mid exists")
     t.add_argument("--no-download", action="store_true", help="fail instead of downloading a checkpoint")

@@ -26,6 +26,10 @@ class FrameworkError(MT3InferError):
     """The runtime (torch / the libtorch engine) is missing or unusable."""
 
 
+class DependencyError(MT3InferError, ImportError):
+    """An optional extra a feature needs is not installed (the message names the pip command)."""
+
+
 class AudioError(MT3InferError, ValueError):
     """The audio given cannot be used (dtype, shape, NaN/Inf, sample rate...)."""
 
@@ -40,6 +44,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointDownloadError",
     "FrameworkError",
+    "DependencyError",
     "AudioError",
     "InferenceError",
 ]

@@ -171,6 +171,29 @@ def test_memory_budget_windows_give_the_same_bytes(ymt3):
         assert st["batch"] < 8 and (st["window"] == 9 or st["window"] % st["batch"] == 0)
 
 
+def test_encoder_calls_fit_the_budget(ymt3, ckpt):
+    """The plan encodes only as many segments per encoder call as fit an
+    eighth of the budget, from the encoder working memory the exporter
+    measured (issue 12: full-size YourMT3 holds ~165 MiB per segment while
+    it encodes); 8 when the budget is ample, at least 1; same bytes."""
+    audio = audio_clip(9 * SEG / 16000 - 0.01, 8)  # 9 segments
+    exported = sorted(glob.glob(os.path.join(ckpt["dir"], "*.mt3i.pt")))
+    whole, st = ymt3.transcribe_stats(audio, 16000, max_new_tokens=20, max_memory_mb=100000)
+    assert exported and st["encode_chunk"] == 8
+    kib = common.read_artifact_meta(exported[0])["encoder_kib_per_segment"]
+    # 16 kHz audio + token buffer come off the budget first (fixed bytes)
+    fixed = len(audio) * 4 + 9 * 13 * 20 * 8
+    for mb in (1, 4, 16):
+        got, st = ymt3.transcribe_stats(audio, 16000, max_new_tokens=20, max_memory_mb=mb)
+        assert got == whole, mb
+        share = ((mb << 20) - fixed) // 8
+        assert 1 <= st["encode_chunk"] <= 8
+        assert st["encode_chunk"] == 1 or st["encode_chunk"] * kib * 1024 <= share, (mb, st)
+        assert st["encode_chunk"] == 8 or (st["encode_chunk"] + 1) * kib * 1024 > share, (mb, st)
+    got, st = ymt3.transcribe_stats(audio, 16000, max_new_tokens=20, max_memory_mb=1)
+    assert st["encode_chunk"] == 1 and got == whole
+
+
 def test_continuous_batching_gives_the_same_bytes(ymt3):
     audio = audio_clip(9 * SEG / 16000 - 0.01, 9)  # 9 segments, batches of 2 or 8
     for bs in (2, None):

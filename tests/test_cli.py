@@ -482,3 +482,16 @@ def test_examples_with_small_real_model(tmp_path):
     assert (tmp_path / "wavs" / "b.mid").exists()
     lines = r.stdout.splitlines()  # concurrent_threads: same file, same result
     assert len(lines) == 3 and lines[0] == lines[2]
+
+
+def test_transcribe_plot_writes_a_piano_roll(tmp_path, ckpt):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image as mpimg
+
+    a = write_wav(tmp_path / "a.wav", 5.5)  # the stand-in: 5 notes, one of them a drum
+    r = run(["transcribe", a, "--plot", "--checkpoint", ckpt], tmp_path, fake=True)
+    assert r.returncode == 0, r.stderr
+    assert "a.png" in r.stdout
+    img = mpimg.imread(str(tmp_path / "a.png"))
+    # a roll (5 in) and the drum lane (1.2 in) + 0.8 in of titles, 12 in wide, at 110 dpi
+    assert img.shape[:2] == (round(7.0 * 110), 12 * 110)

@@ -327,6 +327,11 @@ def test_artifact_metadata(small_ckpt, small_export):
     assert (meta["channels"], meta["n_layers"], meta["n_heads"], meta["d_kv"]) == (1, 2, 2, 16)
     assert (meta["max_len"], meta["max_new_tokens"], meta["check_first_eos"]) == (1024, 1024, True)
     assert (meta["start_id"], meta["eos_id"], meta["pad_id"], meta["vocab_size"]) == (0, 1, 0, 1536)
+    # exporter 3: the encoder's measured peak working memory per segment; it
+    # holds at least the cross K/V it returns: 2 (k, v) x L x H x S x Dh
+    # float32 = 2*2*2*257*16*4 B = 128.5 KiB
+    assert isinstance(meta["encoder_kib_per_segment"], int)
+    assert meta["encoder_kib_per_segment"] >= 2 * 2 * 2 * 257 * 16 * 4 / 1024
     with zipfile.ZipFile(small_export) as zf:
         assert any(n.endswith("/extra/mt3_infer.json") for n in zf.namelist())
     # the checkpoint itself is not an artifact

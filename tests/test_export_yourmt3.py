@@ -19,6 +19,7 @@ import fixtures_yourmt3 as fx  # noqa: E402
 
 from mt3_infer.exceptions import CheckpointError  # noqa: E402
 from mt3_infer.export import yourmt3 as Y  # noqa: E402
+from mt3_infer.export import common  # noqa: E402
 
 EOS_SLOW, EOS_FAST = 50.0, 11.0  # rows end after 7..~60 steps, some start with EOS
 
@@ -438,7 +439,11 @@ def test_export_artifact_contract(tmp_path, small):
             "start_id": 0, "eos_id": 1, "pad_id": 0, "encoder_norm": "rms_norm"}
     assert {k: j[k] for k in want} == want
     assert j["source_sha256"] == hashlib.sha256(small[True]["path"].read_bytes()).hexdigest()
-    assert j["exporter_version"]
+    assert j["exporter_version"] == common.EXPORTER_VERSION
+    # exporter 3: the encoder's measured peak working memory per segment is
+    # at least the cross K/V it returns: 2 (k, v) x L x C x H x S x Dh float32
+    cross = 2 * fx.SMALL["layers"] * 13 * fx.SMALL["dheads"] * fx.SMALL["frames"] * fx.SMALL["dkv"] * 4
+    assert isinstance(j["encoder_kib_per_segment"], int) and j["encoder_kib_per_segment"] * 1024 >= cross
     x = _features(2, seed=8)
     with torch.no_grad():
         _close(m.encoder_hidden(x), small[True]["ref"].encoder(x))

@@ -28,21 +28,21 @@ static double mono_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Segments per encoder call: the encoder's activations (attention maps of
- * T x T per head, feed-forward) grow with the segments encoded at once, so
- * a large batch is encoded in chunks (appended with append_rows) to keep
- * that transient small.  Each segment's encoding is independent of the
- * others in its call, so chunking changes no value. */
-#define ENCODE_CHUNK 8
+/* Segments per encoder call (chunk, at most MT3_ENCODE_CHUNK): the
+ * encoder's activations (attention maps of T x T per head, feed-forward)
+ * grow with the segments encoded at once, so a large batch is encoded in
+ * chunks (appended with append_rows) to keep that transient small.  Each
+ * segment's encoding is independent of the others in its call, so chunking
+ * changes no value. */
 
 /* Encode k segments into the session: a fresh batch (`fresh`: encode, then
  * append the rest) or more rows after the active ones (append only). */
 static int encode_segments(const mt3_model *m, mt3_engine_session *sess, const float *x, int k, int frames,
-                           int fresh, mt3_error *err)
+                           int fresh, int chunk_max, mt3_error *err)
 {
     const mt3_engine_api *api = m->api;
     const size_t stride = (size_t)frames * (size_t)m->meta.feature_bins;
-    int chunk = api->append_rows ? ENCODE_CHUNK : k;
+    int chunk = api->append_rows ? chunk_max : k;
     int done = 0;
     while (done < k) {
         int c = k - done < chunk ? k - done : chunk;
@@ -78,9 +78,10 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
     const size_t seg_stride = (size_t)frames * (size_t)meta->feature_bins;
     /* Rows end one here, one there; refilling each from its own encoder call
      * would encode in small, slow calls.  With the engine's staging pool,
-     * segments are encoded up to ENCODE_CHUNK at a time ahead of need and
+     * segments are encoded up to `chunk` at a time ahead of need and
      * handed to slots as they free up. */
-    const int stage_cap = !drain && api->stage_rows && api->append_staged ? (bs < ENCODE_CHUNK ? bs : ENCODE_CHUNK)
+    const int chunk = o->encode_chunk > 0 && o->encode_chunk < MT3_ENCODE_CHUNK ? o->encode_chunk : MT3_ENCODE_CHUNK;
+    const int stage_cap = !drain && api->stage_rows && api->append_staged ? (bs < chunk ? bs : chunk)
                                                                           : 0; /* segments */
     /* a refill waits for a quarter of the slots: each refill starts a group
      * at position 0, and every group costs the step its own self-attention
@@ -119,7 +120,7 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
                 staged -= k;
             } else {
                 rc = encode_segments(m, sess, features + (size_t)next_seg * seg_stride, k, frames, n_active == 0,
-                                     err);
+                                     chunk, err);
             }
             if (rc)
                 goto done;

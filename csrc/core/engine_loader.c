@@ -277,6 +277,7 @@ int mt3_meta_parse(const char *json, size_t len, mt3_model_meta *m, mt3_error *e
         {"family", JV_STR, m->family, sizeof m->family, 1, 0},
         {"frames", JV_INT, &m->frames, 0, 1, 0},
         {"min_frames", JV_INT, &m->min_frames, 0, 0, 0},
+        {"encoder_kib_per_segment", JV_INT, &m->encoder_kib, 0, 0, 0},
         {"feature_bins", JV_INT, &m->feature_bins, 0, 1, 0},
         {"channels", JV_INT, &m->channels, 0, 1, 0},
         {"n_layers", JV_INT, &m->n_layers, 0, 1, 0},
@@ -375,7 +376,7 @@ int mt3_meta_parse(const char *json, size_t len, mt3_model_meta *m, mt3_error *e
         m->feature_bins < 1 || m->feature_bins > (1 << 20) || m->channels < 1 || m->channels > 4096 ||
         m->n_layers < 1 || m->n_layers > 4096 || m->n_heads < 1 || m->n_heads > 4096 || m->d_kv < 1 ||
         m->d_kv > 65536 || m->memory_len < 1 || m->max_len < 1 || m->max_len > (1 << 20) ||
-        m->vocab_size < 2 || m->vocab_size > (1 << 24))
+        m->vocab_size < 2 || m->vocab_size > (1 << 24) || m->encoder_kib < 0)
         return mt3_error_set(err, MT3_E_CHECKPOINT, "mt3_infer.json: dimensions out of range");
     if (m->max_new_tokens < 1 || m->max_new_tokens > m->max_len)
         return mt3_error_set(err, MT3_E_CHECKPOINT,

@@ -41,6 +41,8 @@ typedef struct mt3_model_meta {
     int start_id, eos_id, pad_id;
     int max_new_tokens;
     int check_first_eos;
+    int encoder_kib; /* optional "encoder_kib_per_segment" (exporter 3): the encoder's measured
+                        peak working memory per segment; 0 when absent */
     char source_sha256[MT3_META_STR];
     char exporter_version[MT3_META_STR];
 } mt3_model_meta;

@@ -106,19 +106,29 @@ mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, cons
     const size_t cross = kv * (size_t)meta->memory_len;
     p.row_bytes = 2 * kv * cap + cross; /* x2: old and new cache while rows are compacted */
     const size_t C = (size_t)meta->channels;
-    /* a segment in the decoder batch: its rows, and encoder transients of
-     * about one more cross K/V per row while it is encoded */
+    /* a segment in the decoder batch: its rows, and one more cross K/V per
+     * row while it waits staged or is copied in */
     p.segment_bytes = C * (p.row_bytes + cross);
+    /* the encoder's working memory per segment while it runs: measured at
+     * export (exporter 3); older artifacts: four cross K/V per row (the
+     * output plus attention and feed-forward transients; MT3 measures ~2,
+     * full-size YourMT3 ~5) */
+    p.encoder_bytes = meta->encoder_kib > 0 ? (size_t)meta->encoder_kib << 10 : 4 * C * cross;
     const size_t feat = (size_t)pi->n_frames * (size_t)pi->n_bins * sizeof(float);
     p.fixed_bytes = n_samples * sizeof(float) + (size_t)n_segments * C * (size_t)max_new * sizeof(int64_t);
     const size_t mb = (size_t)(o->max_memory_mb > 0 ? o->max_memory_mb : MT3_DEFAULT_MEMORY_MB);
     p.budget_bytes = mb << 20;
     const size_t avail = p.budget_bytes > p.fixed_bytes ? p.budget_bytes - p.fixed_bytes : 0;
     const int nseg = n_segments < 1 ? 1 : n_segments;
-    /* the decoder batch gets up to 7/8 of what is left (with its features),
-     * the window of features beyond the batch the rest: pending segments
-     * for continuous batching to refill from */
-    size_t fit = (avail - avail / 8) / (p.segment_bytes + feat);
+    /* shares of what is left: encoder calls up to 1/8 (segments per call
+     * chosen to fit, at least one), the window of features beyond the batch
+     * (pending segments for continuous batching to refill from) up to 1/4,
+     * the decoder batch with its features the rest */
+    size_t ec = avail / 8 / p.encoder_bytes;
+    p.encode_chunk = ec < 1 ? 1 : ec > MT3_ENCODE_CHUNK ? MT3_ENCODE_CHUNK : (int)ec;
+    const size_t enc_used = (size_t)p.encode_chunk * p.encoder_bytes;
+    const size_t dec_avail = avail - avail / 8 - avail / 4;
+    size_t fit = dec_avail / (p.segment_bytes + feat);
     if (fit < 1)
         fit = 1;
     int batch;
@@ -129,8 +139,10 @@ mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, cons
         if (r->default_batch > 0 && r->default_batch < batch)
             batch = r->default_batch;
     }
-    const size_t used = (size_t)batch * (p.segment_bytes + feat);
-    const size_t more = avail > used ? (avail - used) / feat : 0;
+    const size_t used = (size_t)batch * (p.segment_bytes + feat) + enc_used;
+    size_t more = avail > used ? (avail - used) / feat : 0;
+    if (more > avail / 4 / feat)
+        more = avail / 4 / feat;
     int window = more < (size_t)(nseg - batch) ? batch + (int)more : nseg;
     if (window < nseg)
         window -= window % batch;
@@ -292,7 +304,7 @@ int mt3_pipeline_run_many(const mt3_recipe *r, const mt3_model *m, int n_inputs,
         wp.seg_offset = w0;
         wp.token_offset = row_steps;
         mt3_decode_opts dopts = {plan.batch, max_new, o.num_threads, o.cancel,
-                                 o.progress ? window_progress_cb : NULL, &wp, o.drain_only};
+                                 o.progress ? window_progress_cb : NULL, &wp, o.drain_only, plan.encode_chunk};
         rc = mt3_decode_greedy(m, feats, nw, pi->n_frames, &dopts, &toks, err);
         steps += toks.steps;
         row_steps += toks.row_steps;
@@ -333,6 +345,7 @@ int mt3_pipeline_run_many(const mt3_recipe *r, const mt3_model *m, int n_inputs,
         res->channels = C;
         res->window = plan.window;
         res->batch = plan.batch;
+        res->encode_chunk = plan.encode_chunk;
         res->steps = steps;
         res->row_steps = row_steps;
         res->slot_steps = slot_steps;

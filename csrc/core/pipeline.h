@@ -103,15 +103,17 @@ mt3_run_opts mt3_run_opts_default(const mt3_recipe *r);
 /* How a call is cut: features `window` segments at a time, decoded with at
  * most `batch` segments' rows active (continuous batching refills from the
  * window; batch <= window, window a multiple of batch unless it is all
- * segments).  row_bytes: the decoder cache of one row at the largest size it
- * can reach (self-attention grown to cover max_new tokens, twice for the
- * copy while rows are compacted, plus cross K/V); segment_bytes: one
- * segment's rows plus encoder transients.  The batch takes up to 7/8 of the
- * budget left after the audio and token buffers (fixed_bytes), the window's
- * features the rest. */
+ * segments), encoded at most `encode_chunk` segments per encoder call.
+ * row_bytes: the decoder cache of one row at the largest size it can reach
+ * (self-attention grown to cover max_new tokens, twice for the copy while
+ * rows are compacted, plus cross K/V); segment_bytes: one segment's rows
+ * plus its staged copy; encoder_bytes: the encoder's working memory per
+ * segment (measured at export, else estimated).  Of the budget left after
+ * the audio and token buffers (fixed_bytes), encoder calls take up to 1/8,
+ * the window's features beyond the batch up to 1/4, the batch the rest. */
 typedef struct mt3_plan {
-    int window, batch;
-    size_t row_bytes, segment_bytes, fixed_bytes, budget_bytes;
+    int window, batch, encode_chunk;
+    size_t row_bytes, segment_bytes, encoder_bytes, fixed_bytes, budget_bytes;
 } mt3_plan;
 
 /* The plan for n_segments segments of n_samples 16 kHz samples. */
@@ -130,6 +132,7 @@ typedef struct mt3_run_result {
     int64_t row_steps; /* tokens computed (sum over rows of their generated length) */
     int64_t slot_steps; /* decoder batch slots x steps (padding fraction = 1 - row_steps / slot_steps) */
     int window, batch; /* segments per feature window and per decoder batch (the plan) */
+    int encode_chunk;  /* most segments per encoder call (the plan) */
     size_t samples_16k;
     double t_audio, t_features, t_network, t_notes; /* seconds per stage (monotonic clock) */
 } mt3_run_result;

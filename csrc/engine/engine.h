@@ -34,7 +34,9 @@
  *    "check_first_eos": true | false,         YourMT3 never checks token 1
  *    "source_sha256": "...", "exporter_version": "...", plus free extras;
  *    optional "min_frames": the encoder also accepts any T' in
- *    [min_frames, frames], and then cross K/V hold T' keys (S = T')}
+ *    [min_frames, frames], and then cross K/V hold T' keys (S = T');
+ *    optional "encoder_kib_per_segment" (exporter 3): peak working memory of
+ *    encode per segment, measured at export, for the memory plan}
  * Methods (all tensors on the module's device, fp32 unless cast on load):
  *   encode(features[B,T,F]) -> (cross_k, cross_v), each [L, B*C, H, S, Dh];
  *        row r = b*C + c (segment-major).

@@ -506,9 +506,9 @@ static PyObject *result_tuple(const mt3_run_result *res, int want_midi, int want
         notes_obj = want_notes ? notes_array(&res->notes) : Py_NewRef(Py_None);
     if (notes_obj) {
         if (stats)
-            stats_obj = Py_BuildValue("{s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:d,s:n,s:d,s:d,s:d,s:d}", "segments",
+            stats_obj = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:d,s:n,s:d,s:d,s:d,s:d}", "segments",
                                       res->n_segments, "window", res->window, "batch", res->batch,
-                                      "token_length", res->token_length, "steps", (long long)res->steps,
+                                      "encode_chunk", res->encode_chunk, "token_length", res->token_length, "steps", (long long)res->steps,
                                       "row_steps", (long long)res->row_steps, "slot_steps",
                                       (long long)res->slot_steps, "padding",
                                       res->slot_steps > 0 ? 1.0 - (double)res->row_steps / (double)res->slot_steps

@@ -21,6 +21,7 @@ from .. import _core
 from .._engine import prepare_engine
 from ..base import MT3Base
 from ..exceptions import AudioError, CheckpointError, FrameworkError
+from ..plot import NoteArray
 from ..export.common import EXPORTER_VERSION, exported_cache_path, read_artifact_meta, sha256_file
 
 # One lock per cache file: concurrent load_model calls export once.
@@ -369,11 +370,13 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         """The notes of :meth:`transcribe` as a structured array (onset, offset
         in seconds f8; pitch, velocity, program i4; is_drum bool), sorted by
         (onset, pitch, program).  These are the decoded notes, before the
-        MIDI writer's own post-processing (MT3-PyTorch's auto_filter)."""
+        MIDI writer's own post-processing (MT3-PyTorch's auto_filter).  The
+        array is a :class:`mt3_infer.plot.NoteArray`: Jupyter shows it as
+        its piano roll (with the ``plot`` extra); ``.plot()`` gives the figure."""
         _, notes, _ = self._native(audio, sr, midi=False, notes=True, batch_size=batch_size,
                                    max_new_tokens=max_new_tokens, num_threads=num_threads,
                                    progress=progress, max_memory_mb=max_memory_mb, **self._extra_run_args())
-        return notes
+        return notes.view(NoteArray)
 
     def transcribe_with_notes(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
                               num_threads=None, progress=None, max_memory_mb=None):
@@ -383,13 +386,14 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         data, notes, _ = self._native(audio, sr, midi=True, notes=True, batch_size=batch_size,
                                       max_new_tokens=max_new_tokens, num_threads=num_threads,
                                       progress=progress, max_memory_mb=max_memory_mb, **self._extra_run_args())
-        return midi_from_bytes(data), notes
+        return midi_from_bytes(data), notes.view(NoteArray)
 
     def transcribe_stats(self, audio, sr=16000, *, batch_size=None, max_new_tokens=None,
                          num_threads=None, progress=None, max_memory_mb=None):
         """(midi bytes, stats dict) — stats: segments, window and batch
         (segments per feature window and per decoder batch, from
-        ``max_memory_mb``), token_length, steps, row_steps (tokens computed),
+        ``max_memory_mb``), encode_chunk (most segments per encoder call,
+        from the encoder's working memory recorded at export), token_length, steps, row_steps (tokens computed),
         slot_steps (batch slots x steps) and padding (1 - row_steps /
         slot_steps: the share of batch slots left idle by rows that ended
         while their batch ran on), samples_16k and per-stage seconds

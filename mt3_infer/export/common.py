@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 from ..exceptions import CheckpointError, FrameworkError
 
 FORMAT_VERSION = 1
-EXPORTER_VERSION = "mt3-infer-export/2"  # 2: step_groups (continuous batching)
+EXPORTER_VERSION = "mt3-infer-export/3"  # 2: step_groups (continuous batching); 3: encoder_kib_per_segment
 META_NAME = "mt3_infer.json"
 
 # Keys every artifact must carry, with their Python types.
@@ -258,12 +258,72 @@ def meta_json(meta: Mapping) -> str:
     return json.dumps(dict(meta), sort_keys=True, ensure_ascii=True, separators=(", ", ": "))
 
 
+def encoder_kib_per_segment(scripted, frames: int, feature_bins: int) -> int:
+    """Peak working memory of ``scripted.encode`` per segment, in KiB.
+
+    The encoder's activations (attention maps, feed-forward, conv stacks)
+    are a transient the decoder caches do not show: full-size YourMT3 holds
+    ~165 MiB per segment at its peak, five times its cross K/V.  The C memory
+    plan (``mt3_pipeline_plan``) sizes encoder calls from this figure.
+    Measured, not modelled: two zero segments encoded under the torch
+    profiler's allocation record, the running sum of allocations and frees
+    in time order, its maximum halved (peak memory is linear in the batch;
+    output tensors included, they live on as cross K/V).  Returns 0 when
+    the profiler cannot say, and the plan falls back to its estimate."""
+    torch = require_torch()
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.zeros(2, int(frames), int(feature_bins))
+    try:
+        with torch.no_grad(), _quiet_stderr():
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                scripted.encode(x)
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    except Exception:  # a torch without the allocation record: the plan estimates instead
+        return 0
+    events.sort(key=lambda e: e.start_ns())
+    cur = peak = 0
+    for e in events:
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    return int(-(-peak // 2048))  # per segment, KiB, rounded up
+
+
+class _quiet_stderr:
+    """Silence file descriptor 2 for a block: the profiler's C++ side logs
+    two lines per run there, which would land in every export's output."""
+
+    def __enter__(self):
+        import sys
+
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except OSError:
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        return False
+
+
 def save_scripted(scripted, out_path: str, meta: Mapping) -> str:
     """torch.jit.save ``scripted`` with ``mt3_infer.json`` to ``out_path``
     atomically (write to a temporary file in the same folder, then rename),
-    so a concurrent reader never sees half a file.  Returns the path."""
+    so a concurrent reader never sees half a file.  Returns the path.
+    Records the encoder's measured working memory
+    (:func:`encoder_kib_per_segment`) unless ``meta`` already has it."""
     torch = require_torch()
     validate_meta(meta)
+    if "encoder_kib_per_segment" not in meta:
+        meta = dict(meta)
+        meta["encoder_kib_per_segment"] = encoder_kib_per_segment(scripted, meta["frames"], meta["feature_bins"])
     out_path = os.path.abspath(os.fspath(out_path))
     folder = os.path.dirname(out_path) or "."
     os.makedirs(folder, exist_ok=True)

@@ -1204,6 +1204,7 @@ def export_checkpoint(checkpoint, out, *, sha256: Optional[str] = None) -> Dict[
     meta["source_size"] = int(st.st_size)
     meta["source_mtime_ns"] = int(st.st_mtime_ns)
     scripted = script_model(net)
+    meta["encoder_kib_per_segment"] = _common.encoder_kib_per_segment(scripted, cfg.frames, cfg.feature_bins)
     with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         _common.save_scripted(scripted, os.fspath(out), meta)

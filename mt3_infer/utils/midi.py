@@ -53,6 +53,41 @@ def count_notes(midi) -> int:
     return sum(1 for track in midi.tracks for msg in track if msg.type == "note_on" and msg.velocity > 0)
 
 
+def midi_to_notes(midi) -> np.ndarray:
+    """The notes of a MIDI file as a ``codec.NOTE_DTYPE`` array (what
+    ``transcribe_notes`` returns): ``midi`` a ``mido.MidiFile`` or a path.
+    Tracks merged, tempo map applied (``mido`` iteration, times in seconds);
+    channel 10 (index 9) is drums; each note takes its channel's latest
+    program change; a note-on at velocity 0 ends a note; overlapping notes
+    of one key end first-in first-out; notes still sounding at the end close
+    there.  Sorted by (onset, pitch, program)."""
+    import mido
+
+    from ..codec import NOTE_DTYPE
+
+    if isinstance(midi, (str, os.PathLike)):
+        midi = mido.MidiFile(os.fspath(midi))
+    program = [0] * 16
+    active: dict = {}
+    rows = []
+    now = 0.0
+    for msg in midi:
+        now += msg.time
+        if msg.type == "program_change":
+            program[msg.channel] = msg.program
+        elif msg.type == "note_on" and msg.velocity > 0:
+            active.setdefault((msg.channel, msg.note), []).append((now, msg.velocity, program[msg.channel]))
+        elif msg.type in ("note_on", "note_off"):
+            started = active.get((msg.channel, msg.note))
+            if started:
+                t0, vel, prog = started.pop(0)
+                rows.append((t0, now, msg.note, vel, prog, msg.channel == 9))
+    for (channel, note), started in active.items():
+        rows.extend((t0, now, note, vel, prog, channel == 9) for t0, vel, prog in started)
+    out = np.array(rows, dtype=NOTE_DTYPE) if rows else np.zeros(0, NOTE_DTYPE)
+    return out[np.lexsort((out["program"], out["pitch"], out["onset"]))]
+
+
 def get_midi_duration(midi) -> float:
     """Length in seconds (``mido.MidiFile.length``: tempo map applied)."""
     return float(midi.length)
@@ -101,4 +136,4 @@ def midi_to_audio(midi, sr: int = 44100, soundfont_path: Optional[str] = None) -
     return audio / peak if peak > 0 else audio
 
 
-__all__ = ["midi_to_hash", "validate_midi", "count_notes", "get_midi_duration", "midi_to_audio"]
+__all__ = ["midi_to_hash", "validate_midi", "count_notes", "midi_to_notes", "get_midi_duration", "midi_to_audio"]
