@@ -26,6 +26,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .utils.atomic import atomic_path
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
 
 NOTES_JSON_SCHEMA = "mt3-infer.notes/1"
@@ -89,7 +91,7 @@ def _note_rows(notes) -> List[Dict[str, Any]]:
 def write_notes_csv(notes, path) -> None:
     """Write a notes array as CSV: onset,offset,pitch,velocity,program,is_drum
     (seconds with 6 decimals; is_drum as 0/1)."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(NOTE_FIELDS)
         for r in _note_rows(notes):
@@ -103,7 +105,7 @@ def write_notes_json(notes, path, **meta: Any) -> None:
     doc: Dict[str, Any] = {"schema": NOTES_JSON_SCHEMA}
     doc.update(meta)
     doc["notes"] = _note_rows(notes)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
 
@@ -265,7 +267,8 @@ def cmd_transcribe(args) -> int:
 
     def write_outputs(src, dst, midi, notes, seconds_audio, seconds_taken):
         dst.parent.mkdir(parents=True, exist_ok=True)
-        midi.save(str(dst))
+        with atomic_path(dst) as tmp:  # no truncated .mid after Ctrl-C or a crash
+            midi.save(tmp)
         extra = []
         if args.notes_csv:
             p = dst.with_suffix(".notes.csv")

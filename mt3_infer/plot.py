@@ -19,7 +19,6 @@ picture can be checked by counting.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -204,18 +203,10 @@ def save_plot(notes: Any, path, **kwargs) -> str:
     if ext not in (".png", ".svg"):
         raise ValueError(f"plot file {path!r}: the name must end in .png or .svg")
     fig = plot_notes(notes, **kwargs)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".mt3_plot_", suffix=ext, dir=folder)
-    os.close(fd)
-    try:
+    from .utils.atomic import atomic_path
+
+    with atomic_path(path, prefix=".mt3_plot_") as tmp:
         fig.savefig(tmp, format=ext[1:], dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return path
 
 

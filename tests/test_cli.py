@@ -495,3 +495,24 @@ def test_transcribe_plot_writes_a_piano_roll(tmp_path, ckpt):
     img = mpimg.imread(str(tmp_path / "a.png"))
     # a roll (5 in) and the drum lane (1.2 in) + 0.8 in of titles, 12 in wide, at 110 dpi
     assert img.shape[:2] == (round(7.0 * 110), 12 * 110)
+
+
+def test_outputs_are_replaced_whole_or_not_at_all(tmp_path):
+    """mt3_infer.utils.atomic.atomic_path, through which the CLI writes its
+    .mid / .notes.csv / .notes.json (and pictures, exports): a write that
+    fails midway leaves the old file and no temporary behind."""
+    from mt3_infer.utils.atomic import atomic_path
+
+    out = tmp_path / "sub" / "a.mid"
+    with atomic_path(out) as tmp:
+        assert os.path.dirname(tmp) == str(out.parent) and not out.exists()
+        with open(tmp, "wb") as f:
+            f.write(b"first")
+    assert out.read_bytes() == b"first"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(out) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"half of the sec")
+            raise KeyboardInterrupt  # Ctrl-C mid-write
+    assert out.read_bytes() == b"first"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["a.mid"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
@@ -324,22 +323,13 @@ def save_scripted(scripted, out_path: str, meta: Mapping) -> str:
     if "encoder_kib_per_segment" not in meta:
         meta = dict(meta)
         meta["encoder_kib_per_segment"] = encoder_kib_per_segment(scripted, meta["frames"], meta["feature_bins"])
+    from ..utils.atomic import atomic_path
+
     out_path = os.path.abspath(os.fspath(out_path))
-    folder = os.path.dirname(out_path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".mt3_export_", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(out_path, prefix=".mt3_export_") as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
             torch.jit.save(scripted, tmp, _extra_files={META_NAME: meta_json(meta)})
-        os.replace(tmp, out_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return out_path
 
 
