@@ -249,10 +249,13 @@ def cmd_transcribe(args) -> int:
         raise UsageError(f"option not supported by model '{model_id}': {exc}") from None
     want_notes = args.notes_csv or args.notes_json or args.plot
     if args.plot:
+        from .exceptions import DependencyError
+        from .plot import require_matplotlib
+
         try:
-            import matplotlib  # noqa: F401  (fail before transcribing, not after)
-        except ImportError:
-            raise UsageError("--plot needs the plot extra: pip install 'mt3-infer[plot]'") from None
+            require_matplotlib()  # fail before transcribing, not after
+        except DependencyError as exc:
+            raise UsageError(f"--plot: {exc}") from None
 
     if status:
         print(f"Loading model {model_id} (device {device})...", file=sys.stderr)
@@ -266,7 +269,6 @@ def cmd_transcribe(args) -> int:
     bar = _FileProgress(len(todo), enabled=_isatty(sys.stderr) and not quiet and not args.no_progress)
 
     def write_outputs(src, dst, midi, notes, seconds_audio, seconds_taken):
-        dst.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dst) as tmp:  # no truncated .mid after Ctrl-C or a crash
             midi.save(tmp)
         extra = []

@@ -25,7 +25,7 @@ import numpy as np
 
 from .exceptions import DependencyError
 
-__all__ = ["plot_notes", "save_plot", "NoteArray", "as_notes"]
+__all__ = ["plot_notes", "save_plot", "NoteArray", "as_notes", "require_matplotlib"]
 
 ONSET_TOLERANCE = 0.05  # seconds, mir_eval's default and the demo's onset F1
 _EXTRA_HINT = "pip install 'mt3-infer[plot]'"
@@ -38,7 +38,7 @@ _FAMILY_NAMES = ["piano", "chromatic perc.", "organ", "guitar", "bass", "strings
                  "sound effects"]
 
 
-def _pyplot_free():
+def require_matplotlib():
     """matplotlib's object-oriented API (no pyplot: no global figure state,
     no GUI backend), or DependencyError naming the extra."""
     try:
@@ -121,7 +121,7 @@ def plot_notes(notes: Any, *, reference: Any = None, audio: Optional[np.ndarray]
         width: figure width in inches (height follows).
         seconds: optional (start, end) of the time axis.
     """
-    Figure = _pyplot_free()
+    Figure = require_matplotlib()
     est = as_notes(notes)
     ref = as_notes(reference, "reference") if reference is not None else None
     pitched, drums = est[~est["is_drum"]], est[est["is_drum"]]

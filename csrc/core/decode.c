@@ -28,15 +28,13 @@ static double mono_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Segments per encoder call (chunk, at most MT3_ENCODE_CHUNK): the
- * encoder's activations (attention maps of T x T per head, feed-forward)
- * grow with the segments encoded at once, so a large batch is encoded in
- * chunks (appended with append_rows) to keep that transient small.  Each
- * segment's encoding is independent of the others in its call, so chunking
- * changes no value. */
-
 /* Encode k segments into the session: a fresh batch (`fresh`: encode, then
- * append the rest) or more rows after the active ones (append only). */
+ * append the rest) or more rows after the active ones (append only), at
+ * most chunk_max segments per encoder call.  The encoder's activations
+ * (attention maps, feed-forward) grow with the segments encoded at once, so
+ * a large batch is encoded in chunks (appended with append_rows) to keep
+ * that transient within the plan; each segment's encoding is independent of
+ * the others in its call, so chunking changes no value. */
 static int encode_segments(const mt3_model *m, mt3_engine_session *sess, const float *x, int k, int frames,
                            int fresh, int chunk_max, mt3_error *err)
 {

@@ -21,8 +21,8 @@ from .. import _core
 from .._engine import prepare_engine
 from ..base import MT3Base
 from ..exceptions import AudioError, CheckpointError, FrameworkError
-from ..plot import NoteArray
 from ..export.common import EXPORTER_VERSION, exported_cache_path, read_artifact_meta, sha256_file
+from ..plot import NoteArray
 
 # One lock per cache file: concurrent load_model calls export once.
 _EXPORT_LOCKS: dict = {}
@@ -393,7 +393,8 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         """(midi bytes, stats dict) — stats: segments, window and batch
         (segments per feature window and per decoder batch, from
         ``max_memory_mb``), encode_chunk (most segments per encoder call,
-        from the encoder's working memory recorded at export), token_length, steps, row_steps (tokens computed),
+        from the encoder's working memory recorded at export), token_length,
+        steps, row_steps (tokens computed),
         slot_steps (batch slots x steps) and padding (1 - row_steps /
         slot_steps: the share of batch slots left idle by rows that ended
         while their batch ran on), samples_16k and per-stage seconds

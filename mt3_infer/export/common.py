@@ -9,9 +9,11 @@ Only this sub-package imports torch.  Functions that do not need torch
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import warnings
 import zipfile
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
@@ -288,42 +290,30 @@ def encoder_kib_per_segment(scripted, frames: int, feature_bins: int) -> int:
     return int(-(-peak // 2048))  # per segment, KiB, rounded up
 
 
-class _quiet_stderr:
+@contextlib.contextmanager
+def _quiet_stderr():
     """Silence file descriptor 2 for a block: the profiler's C++ side logs
     two lines per run there, which would land in every export's output."""
-
-    def __enter__(self):
-        import sys
-
-        try:
-            sys.stderr.flush()
-            self._saved = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-        except OSError:
-            self._saved = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._saved is not None:
-            os.dup2(self._saved, 2)
-            os.close(self._saved)
-        return False
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def save_scripted(scripted, out_path: str, meta: Mapping) -> str:
     """torch.jit.save ``scripted`` with ``mt3_infer.json`` to ``out_path``
     atomically (write to a temporary file in the same folder, then rename),
-    so a concurrent reader never sees half a file.  Returns the path.
-    Records the encoder's measured working memory
-    (:func:`encoder_kib_per_segment`) unless ``meta`` already has it."""
+    so a concurrent reader never sees half a file.  Returns the path."""
+    from ..utils.atomic import atomic_path
+
     torch = require_torch()
     validate_meta(meta)
-    if "encoder_kib_per_segment" not in meta:
-        meta = dict(meta)
-        meta["encoder_kib_per_segment"] = encoder_kib_per_segment(scripted, meta["frames"], meta["feature_bins"])
-    from ..utils.atomic import atomic_path
 
     out_path = os.path.abspath(os.fspath(out_path))
     with atomic_path(out_path, prefix=".mt3_export_") as tmp:
@@ -404,6 +394,7 @@ __all__ = [
     "validate_meta",
     "meta_json",
     "save_scripted",
+    "encoder_kib_per_segment",
     "read_artifact_meta",
     "is_torchscript_file",
     "exported_cache_path",

@@ -32,6 +32,7 @@ from ._groups import check_groups, group_positions
 from .common import (
     build_meta,
     check_state_dict,
+    encoder_kib_per_segment,
     load_torch_file,
     require_torch,
     save_scripted,
@@ -750,6 +751,7 @@ def export_mt3(checkpoint: str, out: str, config: Optional[MT3Config] = None) ->
     meta = mt3_meta(model.cfg, sha)
     meta["source_size"] = int(st.st_size)
     meta["source_mtime_ns"] = int(st.st_mtime_ns)
+    meta["encoder_kib_per_segment"] = encoder_kib_per_segment(scripted, meta["frames"], meta["feature_bins"])
     return save_scripted(scripted, out, meta)
 
 
