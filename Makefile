@@ -19,7 +19,7 @@ SYNTH_FILES := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6
                /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 CONSTRAINTS := constraints-dev.txt
 
-.PHONY: all sysdeps synthdeps venv env build demo test test-isa isa-run wheel test-wheel wheel-check test-fast bench bench-accuracy asan fidelity anchor-suite anchor-suite-readme clean
+.PHONY: gpu-bundle all sysdeps synthdeps venv env build demo test test-isa isa-run wheel test-wheel wheel-check test-fast bench bench-accuracy asan fidelity anchor-suite anchor-suite-readme clean
 
 all: build
 
@@ -70,7 +70,7 @@ test: env build synthdeps
 # they must hold on every path.
 NUMERIC_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_wav.py tests/test_export_mt3.py \
                  tests/test_export_yourmt3.py tests/test_engine.py tests/test_adapters.py \
-                 tests/test_adapters_yourmt3.py tests/test_bundled.py
+                 tests/test_adapters_yourmt3.py tests/test_bundled.py tests/test_precision.py
 ISA_AVX2 := NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
             GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ
 ISA_SSE  := NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL" ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 \
@@ -148,6 +148,14 @@ test-wheel: wheel wheel-check
 
 wheel-check:
 	$(PY) tools/wheel/check_wheel.py dist/mt3_infer-*.whl
+
+# What benchmarks/gpu_check.sh needs on a lent GPU machine (no network there):
+# the C libraries' Debian packages and mido's wheel, in .gpu/ (ignored by git).
+gpu-bundle:
+	mkdir -p .gpu/debs .gpu/wheels
+	cd .gpu/debs && apt-get download -qq libkissfft-dev libkissfft-float131 libsoxr-dev libsoxr0
+	$(PYTHON) -m pip download -q --no-deps -d .gpu/wheels mido packaging
+	@ls .gpu/debs .gpu/wheels
 
 clean:
 	rm -rf build *.egg-info mt3_infer/*.so

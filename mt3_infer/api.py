@@ -220,7 +220,9 @@ def load_model(model: str = "default", checkpoint_path: Optional[str] = None, de
         auto_download: fetch (sha256-verified) missing registry checkpoints;
             ``MT3_OFFLINE=1`` also disables it.
         **kwargs: adapter constructor keywords (e.g. ``auto_filter`` for
-            mt3_pytorch, ``num_threads``); unknown ones raise ``TypeError``.
+            mt3_pytorch, ``num_threads``, ``dtype="bfloat16"`` or ``"int8"``:
+            opt-in reduced precision, see ``MRMT3Adapter``); unknown ones
+            raise ``TypeError``.
 
     Raises:
         ModelNotFoundError, ValueError (device), CheckpointError,

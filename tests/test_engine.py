@@ -226,6 +226,14 @@ def test_toy_bad_arguments(toy_model):
 
 
 @needs_engine
+def test_int8_needs_an_export_with_the_int8_path(tmp_path):
+    path = str(tmp_path / "toy.pt")
+    common.save_scripted(torch.jit.script(Toy(2)), path, common.build_meta(**TOY_META))
+    with pytest.raises(CheckpointError, match="no int8 path"):
+        _engine.load_engine_model(path, "cpu", dtype="int8")
+
+
+@needs_engine
 def test_toy_float64_and_strided_input(toy_model):
     x = toy_features(4, seed=3)
     big = np.zeros((8, 8, 4), np.float64)
@@ -378,7 +386,7 @@ def test_device_and_dtype_errors(mt3_exports):
     with pytest.raises(ValueError, match="only offered on CUDA"):
         _engine.load_engine_model(exp, "cpu", dtype="float16")
     with pytest.raises(ValueError, match="dtype must be"):
-        _engine.load_engine_model(exp, "cpu", dtype="int8")
+        _engine.load_engine_model(exp, "cpu", dtype="int4")
     model, _ = _engine.load_engine_model(exp, "auto")
     assert model.device in ("cpu", "cuda:0")
 

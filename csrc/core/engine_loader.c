@@ -408,7 +408,9 @@ int mt3_model_load(const char *engine_path, const char *model_path,
         return mt3_error_set(err, MT3_E_NOMEM, "out of memory");
     m->api = api;
     mt3_engine_load_opts def = {"auto", MT3_DTYPE_FLOAT32, 0};
-    rc = api->model_load(model_path, opts ? opts : &def, &m->handle, err);
+    const mt3_engine_load_opts *lo = opts ? opts : &def;
+    m->cache_elem_bytes = lo->dtype == MT3_DTYPE_FLOAT16 || lo->dtype == MT3_DTYPE_BFLOAT16 ? 2 : 4;
+    rc = api->model_load(model_path, lo, &m->handle, err);
     if (rc) {
         free(m);
         return rc;

@@ -56,6 +56,7 @@ typedef struct mt3_model {
     const mt3_engine_api *api;
     mt3_engine_model *handle;
     mt3_model_meta meta;
+    int cache_elem_bytes; /* bytes per value of the attention caches: 4 (fp32, int8), 2 (fp16/bf16) */
 } mt3_model;
 
 /* Open the engine (if needed) and load an exported model file. */

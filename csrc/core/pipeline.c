@@ -90,12 +90,12 @@ static int window_progress_cb(void *user, int done, int total, int64_t tokens)
     return w->cb(w->user, w->seg_offset + done, w->seg_total, w->token_offset + tokens);
 }
 
-mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, const mt3_preset_info *pi,
-                           int n_segments, size_t n_samples, const mt3_run_opts *o)
+mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, int cache_elem_bytes,
+                           const mt3_preset_info *pi, int n_segments, size_t n_samples, const mt3_run_opts *o)
 {
     mt3_plan p;
     memset(&p, 0, sizeof p);
-    const size_t elem = sizeof(float); /* caches are float32 on the CPU (fp16/bf16 only on CUDA) */
+    const size_t elem = cache_elem_bytes > 0 ? (size_t)cache_elem_bytes : sizeof(float);
     const int max_new = o->max_new_tokens > 0 ? o->max_new_tokens : meta->max_new_tokens;
     /* self-attention cache: starts at min(max_len, 128) positions and doubles
      * up to what the longest row needs (engine_torch.cpp). */
@@ -270,7 +270,7 @@ int mt3_pipeline_run_many(const mt3_recipe *r, const mt3_model *m, int n_inputs,
 
     /* 2. segments of all inputs through one decoder: windows of features,
      *    continuous batching inside each window */
-    const mt3_plan plan = mt3_pipeline_plan(r, &m->meta, pi, nseg, samples, &o);
+    const mt3_plan plan = mt3_pipeline_plan(r, &m->meta, m->cache_elem_bytes, pi, nseg, samples, &o);
     const size_t total_rows = (size_t)nseg * (size_t)C;
     if (nseg > 0) {
         all_ids = malloc(total_rows * (size_t)max_new * sizeof *all_ids);

@@ -116,9 +116,11 @@ typedef struct mt3_plan {
     size_t row_bytes, segment_bytes, encoder_bytes, fixed_bytes, budget_bytes;
 } mt3_plan;
 
-/* The plan for n_segments segments of n_samples 16 kHz samples. */
-mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, const mt3_preset_info *pi,
-                           int n_segments, size_t n_samples, const mt3_run_opts *o);
+/* The plan for n_segments segments of n_samples 16 kHz samples, with
+ * attention caches of cache_elem_bytes per value (mt3_model.cache_elem_bytes;
+ * <= 0: 4). */
+mt3_plan mt3_pipeline_plan(const mt3_recipe *r, const mt3_model_meta *meta, int cache_elem_bytes,
+                           const mt3_preset_info *pi, int n_segments, size_t n_samples, const mt3_run_opts *o);
 
 typedef struct mt3_run_result {
     uint8_t *midi;     /* malloc'ed SMF bytes (want_midi), else NULL */

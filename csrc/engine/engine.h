@@ -71,7 +71,8 @@ typedef struct mt3_engine_session mt3_engine_session;
 typedef enum mt3_engine_dtype {
     MT3_DTYPE_FLOAT32 = 0,
     MT3_DTYPE_FLOAT16 = 1, /* CUDA only */
-    MT3_DTYPE_BFLOAT16 = 2 /* CUDA only */
+    MT3_DTYPE_BFLOAT16 = 2, /* CUDA; CPUs with AVX512-BF16 */
+    MT3_DTYPE_INT8 = 3      /* CPU: fp32 with int8 dynamic quantization of the decoder linears */
 } mt3_engine_dtype;
 
 typedef struct mt3_engine_load_opts {

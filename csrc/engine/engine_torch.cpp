@@ -42,6 +42,7 @@ struct mt3_engine_model {
     std::string device_str;
     c10::Device device{c10::kCPU};
     at::ScalarType dtype = at::kFloat;
+    bool int8 = false;  // fp32 with the decoder's linears in int8 (prepack_int8)
     int num_threads = 0;
     bool prepacked = false;
     bool step_groups = false;  // the module has step_groups (continuous batching)
@@ -304,6 +305,16 @@ int parse_meta(mt3_engine_model *m, mt3_error *err)
 }
 
 // Resolve "cpu" / "cuda" / "cuda:N" / "auto".
+// bf16 arithmetic on this CPU (the x86 feature bit; other architectures: no).
+bool cpu_has_bf16()
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
 int resolve_device(const char *spec, c10::Device *dev, std::string *name, mt3_error *err)
 {
     std::string s = spec && *spec ? spec : "auto";
@@ -389,10 +400,25 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
             return rc;
         if (dtype == MT3_DTYPE_FLOAT32)
             m->dtype = at::kFloat;
-        else if (dtype == MT3_DTYPE_FLOAT16 || dtype == MT3_DTYPE_BFLOAT16) {
-            if (!m->device.is_cuda())
+        else if (dtype == MT3_DTYPE_INT8) {
+            if (!m->device.is_cpu())
                 return set_err(err, MT3_E_VALUE,
-                               "fp16/bf16 is only offered on CUDA devices; use dtype float32 on the CPU");
+                               "int8 is only offered on the CPU; on CUDA use float16 or bfloat16");
+            m->dtype = at::kFloat;
+            m->int8 = true;
+        }
+        else if (dtype == MT3_DTYPE_FLOAT16 || dtype == MT3_DTYPE_BFLOAT16) {
+            // On the CPU only bf16, and only where the CPU has bf16 arithmetic
+            // (AVX512-BF16, which every AMX CPU also has): elsewhere oneDNN
+            // emulates it, slower than fp32.
+            if (!m->device.is_cuda() && dtype == MT3_DTYPE_FLOAT16)
+                return set_err(err, MT3_E_VALUE,
+                               "float16 is only offered on CUDA devices; on the CPU use float32 (default) or "
+                               "bfloat16 where the CPU has AVX512-BF16");
+            if (!m->device.is_cuda() && !cpu_has_bf16())
+                return set_err(err, MT3_E_VALUE,
+                               "bfloat16 on the CPU needs AVX512-BF16 (Intel Cooper Lake/Sapphire Rapids or "
+                               "newer, AMD Zen 4 or newer), which this CPU lacks; use dtype float32");
             m->dtype = dtype == MT3_DTYPE_FLOAT16 ? at::kHalf : at::kBFloat16;
         } else {
             return set_err(err, MT3_E_VALUE, "unknown dtype code " + std::to_string(dtype));
@@ -435,7 +461,21 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
         // weights (exported modules may offer prepack(batch_hint)).  Done
         // here, before the model is shared; failure keeps the plain path.
         const char *no_prepack = std::getenv("MT3_NO_PREPACK");
-        if (m->device.is_cpu() && m->dtype == at::kFloat && !(no_prepack && *no_prepack == '1')) {
+        if (m->int8) {
+            auto meth = m->module.find_method("prepack_int8");
+            if (!meth)
+                return set_err(err, MT3_E_CHECKPOINT,
+                               std::string("'") + path +
+                                   "' has no int8 path (exported before mt3-infer-export/4, or a family "
+                                   "without one); re-export it, or use dtype float32");
+            // torch 2.13 marks the quantized-tensor constructors deprecated
+            // and says so on every call; the warning is not the user's.
+            struct Quiet : c10::WarningHandler {
+                void process(const c10::Warning &) override {}
+            } quiet;
+            c10::WarningUtils::WarningHandlerGuard hush(&quiet);
+            (*meth)({});
+        } else if (m->device.is_cpu() && m->dtype == at::kFloat && !(no_prepack && *no_prepack == '1')) {
             if (auto meth = m->module.find_method("prepack")) {
                 try {
                     (*meth)({static_cast<int64_t>(16)});

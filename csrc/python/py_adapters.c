@@ -47,6 +47,8 @@ static int dtype_code(const char *s, int *out)
         *out = MT3_DTYPE_FLOAT16;
     else if (!strcmp(s, "bfloat16") || !strcmp(s, "bf16"))
         *out = MT3_DTYPE_BFLOAT16;
+    else if (!strcmp(s, "int8") || !strcmp(s, "qint8"))
+        *out = MT3_DTYPE_INT8;
     else
         return -1;
     return 0;
@@ -75,7 +77,7 @@ static int load_model_from_args(PyObject *args, PyObject *kw, const mt3_recipe *
     if (dtype_code(dtype, &code) < 0) {
         Py_DECREF(model_obj);
         Py_XDECREF(engine_bytes);
-        PyErr_Format(PyExc_ValueError, "dtype must be 'float32', 'float16' or 'bfloat16', got '%s'", dtype);
+        PyErr_Format(PyExc_ValueError, "dtype must be 'float32', 'bfloat16', 'float16' or 'int8', got '%s'", dtype);
         return -1;
     }
     mt3_engine_load_opts opts = {device, code, num_threads};

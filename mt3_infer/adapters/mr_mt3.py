@@ -35,7 +35,13 @@ class MRMT3Adapter(MT3AdapterBase):
         num_threads, batch_size, max_new_tokens, max_memory_mb: defaults for every call
             (CPU threads; segments per network batch, default all;
             tokens per segment, default 1024).
-        dtype: ``"float32"``; ``"float16"``/``"bfloat16"`` on CUDA only.
+        dtype: ``"float32"`` (default: the reference outputs).  Opt-in, faster,
+            outputs differ from float32: ``"bfloat16"`` on CUDA and on CPUs
+            with AVX512-BF16 (elsewhere a clear error), ``"float16"`` on
+            CUDA, ``"int8"`` on the CPU (the decoder's linear layers in int8
+            with per-call activation scales, so a row's output also depends
+            on the other rows of its batch).  Measured speed and agreement
+            with float32: ``benchmarks/bench_limit.py`` (README, Performance).
     """
 
     _RECIPE = "mr_mt3"

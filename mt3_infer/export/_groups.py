@@ -1,6 +1,7 @@
-"""TorchScript helpers shared by the exported MT3 and YourMT3 modules'
-``step_groups`` (continuous batching): rows in contiguous groups, group g the
-next ``sizes[g]`` rows, all at position ``poss[g]``."""
+"""TorchScript helpers shared by the exported MT3 and YourMT3 modules:
+attention without scaling (T5), the int8 decoder linears (dtype "int8"), and
+for ``step_groups`` (continuous batching) rows in contiguous groups, group g
+the next ``sizes[g]`` rows, all at position ``poss[g]``."""
 from typing import List
 
 import torch
@@ -30,3 +31,34 @@ def group_positions(table: Tensor, sizes: List[int], poss: List[int]) -> Tensor:
     for g in range(len(sizes)):
         parts.append(table[poss[g]].unsqueeze(0).expand(sizes[g], table.size(1)))
     return torch.cat(parts, 0)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(q k^T) v over the last two dims, with no 1/sqrt(d_kv) scaling
+    (T5).  fp32: two matrix products around a softmax, the reference's order
+    of operations (outputs unchanged by this helper).  bf16/fp16: the fused
+    attention kernel (scale 1), which accumulates in fp32 and reads each key
+    and value once; the plain products are slow at these precisions on the
+    CPU and would round the scores to 16 bits before the softmax."""
+    if q.dtype == torch.float32:
+        w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)
+        return torch.matmul(w, v)
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
+def quantize_linear(w: Tensor) -> torch.classes.quantized.LinearPackedParamsBase:
+    """int8 copy of a linear weight [out, in] for :func:`linear_int8`:
+    symmetric, one scale per output row (max |w| / 127, zero point 0)."""
+    scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
+    zero = torch.zeros(w.size(0), dtype=torch.long)
+    qw = torch.quantize_per_channel(w.detach().float(), scale, zero, 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(qw, None)
+
+
+def linear_int8(x: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase) -> Tensor:
+    """x @ w.T with int8 weights and activations quantized per call (one
+    affine scale over the whole of x, in the 7-bit reduced range, so no CPU's
+    int16 intermediate sums saturate); int32 accumulation, fp32 out.  The
+    activation scale spans all rows of x: a row's result depends slightly on
+    the other rows of its batch."""
+    return torch.ops.quantized.linear_dynamic(x, packed, True)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Tuple, Union
 
 from ..exceptions import CheckpointError
-from ._groups import check_groups, group_positions
+from ._groups import attend, check_groups, group_positions, linear_int8, quantize_linear
 from .common import (
     build_meta,
     check_state_dict,
@@ -365,11 +365,13 @@ class MT3Runtime(nn.Module):
     """
 
     packed: List[torch.Tensor]
+    qpacked: List[torch.classes.quantized.LinearPackedParamsBase]
 
     def __init__(self, cfg: MT3Config):
         super().__init__()
         d, a, f = cfg.d_model, cfg.inner, cfg.d_ff
         self.packed = []  # oneDNN-packed decoder weights, filled by prepack() at load time
+        self.qpacked = []  # int8 decoder weights, filled by prepack_int8() (dtype "int8")
         self.n_heads = cfg.n_heads
         self.d_kv = cfg.d_kv
         self.inner = a
@@ -447,7 +449,9 @@ class MT3Runtime(nn.Module):
         return torch.nn.functional.linear(self._gelu(g0) * g1, wff)
 
     def _lin(self, x: Tensor, w: Tensor, idx: int) -> Tensor:
-        """x @ w.T for a decoder step, through the packed copy when there is one."""
+        """x @ w.T for a decoder step, through the int8 or packed copy when there is one."""
+        if len(self.qpacked) > 0:
+            return linear_int8(x, self.qpacked[idx])
         if len(self.packed) > 0:
             return torch.ops.mkldnn._linear_pointwise(
                 x, self.packed[idx], None, "none",
@@ -470,6 +474,24 @@ class MT3Runtime(nn.Module):
         return len(out)
 
     @torch.jit.export
+    def prepack_int8(self) -> int:
+        """CPU only, opt-in (dtype "int8"), called once by the engine right
+        after loading: int8 copies of the decoder step's linear weights
+        (``_groups.quantize_linear``), used with dynamically quantized
+        activations (``_groups.linear_int8``).  The encoder and the cross K/V
+        stay fp32.  Returns the number of weights quantized."""
+        out: List[torch.classes.quantized.LinearPackedParamsBase] = []
+        ws: List[Tensor] = []
+        for layer in self.dec_layers:
+            ws += [layer.wqkv, layer.wo, layer.wq_c, layer.wo_c, layer.wi, layer.wff]
+        ws.append(self.lm_head)
+        for w in ws:
+            out.append(quantize_linear(w))
+        self.packed = []
+        self.qpacked = out
+        return len(out)
+
+    @torch.jit.export
     def encoder_hidden(self, features: Tensor) -> Tensor:
         """features [B, T, F] (1 <= T <= max_frames) -> final encoder states [B, T, D]."""
         if features.dim() != 3 or features.size(2) != self.input_dim:
@@ -487,9 +509,7 @@ class MT3Runtime(nn.Module):
             q = qkv.select(2, 0).transpose(1, 2)
             k = qkv.select(2, 1).transpose(1, 2)
             v = qkv.select(2, 2).transpose(1, 2)
-            scores = torch.matmul(q, k.transpose(3, 2))
-            w = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
-            o = torch.matmul(w, v).transpose(1, 2).reshape(b, t, self.inner)
+            o = attend(q, k, v).transpose(1, 2).reshape(b, t, self.inner)
             h = h + torch.nn.functional.linear(o, layer.wo)
             h = h + self._ff(self._rms(h, layer.ln1), layer.wi, layer.wff)
         return self._rms(h, self.enc_ln)
@@ -535,17 +555,14 @@ class MT3Runtime(nn.Module):
                 kg.select(2, pos).copy_(part.select(1, 1))
                 vg.select(2, pos).copy_(part.select(1, 2))
                 q = part.select(1, 0).unsqueeze(2)  # [sz, H, 1, Dh]
-                scores = torch.matmul(q, kg.narrow(2, 0, pos + 1).transpose(3, 2))
-                w = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
-                outs.append(torch.matmul(w, vg.narrow(2, 0, pos + 1)).reshape(sz, self.inner))
+                outs.append(attend(q, kg.narrow(2, 0, pos + 1),
+                                         vg.narrow(2, 0, pos + 1)).reshape(sz, self.inner))
                 r0 += sz
             o = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
             x = x + self._lin(o, layer.wo, base + 1)
             a = self._rms(x, layer.ln1)
             q = self._lin(a, layer.wq_c, base + 2).view(n, hd, 1, dk)
-            scores = torch.matmul(q, cross_k.select(0, i).transpose(3, 2))
-            w = torch.softmax(scores.float(), dim=-1).to(scores.dtype)
-            o = torch.matmul(w, cross_v.select(0, i)).reshape(n, self.inner)
+            o = attend(q, cross_k.select(0, i), cross_v.select(0, i)).reshape(n, self.inner)
             x = x + self._lin(o, layer.wo_c, base + 3)
             a = self._rms(x, layer.ln2)
             g = self._lin(a, layer.wi, base + 4)

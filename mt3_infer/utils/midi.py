@@ -55,7 +55,8 @@ def count_notes(midi) -> int:
 
 def midi_to_notes(midi) -> np.ndarray:
     """The notes of a MIDI file as a ``codec.NOTE_DTYPE`` array (what
-    ``transcribe_notes`` returns): ``midi`` a ``mido.MidiFile`` or a path.
+    ``transcribe_notes`` returns): ``midi`` a ``mido.MidiFile``, a path, or
+    the bytes of a file (what ``transcribe`` and the CLI write).
     Tracks merged, tempo map applied (``mido`` iteration, times in seconds);
     channel 10 (index 9) is drums; each note takes its channel's latest
     program change; a note-on at velocity 0 ends a note; overlapping notes
@@ -67,6 +68,10 @@ def midi_to_notes(midi) -> np.ndarray:
 
     if isinstance(midi, (str, os.PathLike)):
         midi = mido.MidiFile(os.fspath(midi))
+    elif isinstance(midi, (bytes, bytearray, memoryview)):
+        import io
+
+        midi = mido.MidiFile(file=io.BytesIO(bytes(midi)))
     program = [0] * 16
     active: dict = {}
     rows = []
