@@ -19,7 +19,7 @@ SYNTH_FILES := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6
                /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 CONSTRAINTS := constraints-dev.txt
 
-.PHONY: gpu-bundle all sysdeps synthdeps venv env build demo test test-isa isa-run wheel test-wheel wheel-check test-fast bench bench-accuracy asan fidelity anchor-suite anchor-suite-readme clean
+.PHONY: fuzz fuzzdeps gpu-bundle all sysdeps synthdeps venv env build demo test test-isa isa-run wheel test-wheel wheel-check test-fast bench bench-accuracy asan fidelity anchor-suite anchor-suite-readme clean
 
 all: build
 
@@ -63,6 +63,8 @@ test: env build synthdeps
 	@echo "== make demo (bundled model, no download)"
 	$(PY) examples/demo.py --out "$$(mktemp -d)/demo.mid"
 	$(MAKE) --no-print-directory isa-run wheel wheel-check
+	@echo "== make fuzz (libFuzzer on the C parsers, ASan + UBSan, $(CI_FUZZ_SECONDS) s per target)"
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 
 # The numeric tests again on the code paths of other x86-64 CPUs, forced on this
 # one: AVX2 (numpy, ATen, oneDNN, glibc's libm without AVX-512) and the x86-64
@@ -71,9 +73,9 @@ test: env build synthdeps
 NUMERIC_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_wav.py tests/test_export_mt3.py \
                  tests/test_export_yourmt3.py tests/test_engine.py tests/test_adapters.py \
                  tests/test_adapters_yourmt3.py tests/test_bundled.py tests/test_precision.py
-ISA_AVX2 := NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+ISA_AVX2 := NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
             GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ
-ISA_SSE  := NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL" ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 \
+ISA_SSE  := NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR" ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 \
             GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX
 test-isa: build isa-run
 
@@ -148,6 +150,32 @@ test-wheel: wheel wheel-check
 
 wheel-check:
 	$(PY) tools/wheel/check_wheel.py dist/mt3_infer-*.whl
+
+# libFuzzer targets on the C parsers of outside bytes (csrc/fuzz/: WAV/RF64
+# reader, mt3_infer.json reader, token decoding + MIDI of the three schemes,
+# the MIDI writers' note input), built with clang, ASan + UBSan (LeakSanitizer
+# on); each runs FUZZ_SECONDS from the seeds in tests/fuzz/corpus/ and prints
+# executions and coverage (tools/fuzz/run.py).  A short run is part of `make test`.
+FUZZ_SECONDS ?= 20
+CI_FUZZ_SECONDS ?= 15
+FUZZ_TARGETS := wav meta tokens midi
+FUZZ_SRCS    := csrc/core/wav.c csrc/core/audio.c csrc/core/mt3_error.c csrc/core/codec.c \
+                csrc/core/notes.c csrc/core/midi.c csrc/core/engine_loader.c
+fuzzdeps:
+	@if ! command -v clang >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
+	        >/dev/null 2>&1; then \
+	    echo "installing clang libclang-rt-14-dev (apt)"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; \
+	fi
+
+fuzz: sysdeps fuzzdeps
+	@mkdir -p build/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	    clang -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	        -Icsrc csrc/fuzz/fuzz_$$t.c $(FUZZ_SRCS) $$(pkg-config --cflags --libs soxr) -lm -ldl -lpthread \
+	        -o build/fuzz/fuzz_$$t || exit 1; \
+	done
+	$(PYTHON) tools/fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # What benchmarks/gpu_check.sh needs on a lent GPU machine (no network there):
 # the C libraries' Debian packages and mido's wheel, in .gpu/ (ignored by git).

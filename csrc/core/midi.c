@@ -733,8 +733,8 @@ int mt3_tokens_to_midi(mt3_scheme s, const int64_t *tokens, size_t n_segments,
     int rc = mt3_decode_tokens(s, tokens, n_segments, n_channels, length, segment_starts,
                                decode_flags, dst, err);
     if (!rc)
-        rc = mt3_midi_write(mt3_scheme_midi_style(s), dst->items + n0, dst->n - n0, midi_flags,
-                            bytes, len, err);
+        rc = mt3_midi_write(mt3_scheme_midi_style(s), dst->n > n0 ? dst->items + n0 : NULL, dst->n - n0,
+                            midi_flags, bytes, len, err);
     if (rc && notes_out)
         notes_out->n = n0;
     mt3_notes_free(&local);

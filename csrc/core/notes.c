@@ -871,8 +871,8 @@ static int ymt3_channel(ywork *w, const int64_t *tokens, size_t nseg, size_t nch
         if ((rc = mt3_notes_push(&w->chan, &n, err)))
             return rc;
     }
-    mt3_note *v = w->chan.items + base;
     size_t nn = w->chan.n - base;
+    mt3_note *v = nn ? w->chan.items + base : NULL; /* (no arithmetic on an empty list's NULL) */
     for (size_t i = 0; i < nn; i++)
         if (v[i].offset - v[i].onset > 10)
             v[i].offset = v[i].onset + MIN_DUR;
