@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Pinned on purpose: an unpinned torch pulls several GB of CUDA wheels.
 # Every dev/test dependency's exact version lives in constraints-dev.txt.
 TORCH_PIN   := torch==2.13.0
-DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi pyfluidsynth scipy mir_eval matplotlib
+DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi pyfluidsynth scipy mir_eval matplotlib atheris
 # FluidSynth and three GM soundfonts (Debian) render the synthetic data of the bundled model
 SYNTH_DEBS  := fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small
 SYNTH_FILES := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6mb.sf2 \
@@ -154,11 +154,14 @@ wheel-check:
 # libFuzzer targets on the C parsers of outside bytes (csrc/fuzz/: WAV/RF64
 # reader, mt3_infer.json reader, token decoding + MIDI of the three schemes,
 # the MIDI writers' note input), built with clang, ASan + UBSan (LeakSanitizer
-# on); each runs FUZZ_SECONDS from the seeds in tests/fuzz/corpus/ and prints
-# executions and coverage (tools/fuzz/run.py).  A short run is part of `make test`.
+# on), and atheris targets on the Python ones (py_unpickler: the restricted
+# checkpoint unpickler; py_download: model names, mirror URLs, Content-Range;
+# tools/fuzz/fuzz_py.py); each runs FUZZ_SECONDS from the seeds in
+# tests/fuzz/corpus/ and prints executions and coverage (tools/fuzz/run.py).
+# A short run is part of `make test`.
 FUZZ_SECONDS ?= 20
-CI_FUZZ_SECONDS ?= 15
-FUZZ_TARGETS := wav meta tokens midi
+CI_FUZZ_SECONDS ?= 12
+FUZZ_TARGETS := wav meta tokens midi py_unpickler py_download
 FUZZ_SRCS    := csrc/core/wav.c csrc/core/audio.c csrc/core/mt3_error.c csrc/core/codec.c \
                 csrc/core/notes.c csrc/core/midi.c csrc/core/engine_loader.c
 fuzzdeps:
@@ -168,14 +171,14 @@ fuzzdeps:
 	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; \
 	fi
 
-fuzz: sysdeps fuzzdeps
+fuzz: sysdeps fuzzdeps venv
 	@mkdir -p build/fuzz
-	@for t in $(FUZZ_TARGETS); do \
+	@for t in $(filter-out py_%,$(FUZZ_TARGETS)); do \
 	    clang -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	        -Icsrc csrc/fuzz/fuzz_$$t.c $(FUZZ_SRCS) $$(pkg-config --cflags --libs soxr) -lm -ldl -lpthread \
 	        -o build/fuzz/fuzz_$$t || exit 1; \
 	done
-	$(PYTHON) tools/fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	$(PY) tools/fuzz/run.py --seconds $(FUZZ_SECONDS) --python $(PY) $(FUZZ_TARGETS)
 
 # What benchmarks/gpu_check.sh needs on a lent GPU machine (no network there):
 # the C libraries' Debian packages and mido's wheel, in .gpu/ (ignored by git).

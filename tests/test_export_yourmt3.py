@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import subprocess
 import sys
 import zipfile
 
@@ -216,6 +217,37 @@ def test_standins_are_never_imported(tmp_path):
     assert type(obj["odd"]).__name__ == "Thing" and isinstance(obj["odd"], Y._Inert)
     assert "utils.not_a_real_module" not in sys.modules
     Y.build_model(path)  # the rest of the file is fine
+
+
+def test_huge_memo_index_refused_without_allocating(tmp_path, small):
+    """Found by the unpickler fuzz target (tools/fuzz/fuzz_py.py): five bytes
+    (LONG_BINPUT 1195853639) made CPython's unpickler zero-fill an 18 GB memo
+    table.  Inside a real checkpoint's data.pkl it must be a CheckpointError,
+    in a child process whose peak RSS stays near its baseline."""
+    src = small[True]["path"]
+    dst = tmp_path / "memo.ckpt"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("data.pkl"):
+                data = b"G" + b"\0" * 8 + b"r" + (1195853639).to_bytes(4, "little") + b"."
+            zout.writestr(info, data)
+    code = (
+        "import resource, sys\n"
+        "from mt3_infer.export import yourmt3 as Y\n"
+        "from mt3_infer.exceptions import CheckpointError\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    Y.build_model({str(dst)!r})\n"
+        "    print('LOADED')\n"
+        "except CheckpointError as e:\n"
+        "    print('REFUSED', e)\n"
+        "print('GROWTH_MB', (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "REFUSED" in out.stdout and "memo index 1195853639" in out.stdout, out.stdout + out.stderr
+    growth = int(out.stdout.split("GROWTH_MB")[1])
+    assert growth < 500, f"peak RSS grew {growth} MB"  # the unguarded unpickler: ~18000 MB
 
 
 def test_truncated_checkpoints_refused(tmp_path, small):

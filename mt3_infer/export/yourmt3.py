@@ -122,6 +122,7 @@ class _Inert(dict):
 
 
 _STANDIN_CACHE: Dict[str, type] = {}
+_STANDIN_CACHE_MAX = 512  # a real checkpoint names a few dozen classes; a hostile one could name millions
 
 
 def _standin(module: str, name: str) -> type:
@@ -130,7 +131,8 @@ def _standin(module: str, name: str) -> type:
     if cls is None:
         safe = re.sub(r"\W", "_", name) or "Inert"
         cls = type(safe, (_Inert,), {"__module__": __name__ + ".inert", "_origin": origin})
-        _STANDIN_CACHE[origin] = cls
+        if len(_STANDIN_CACHE) < _STANDIN_CACHE_MAX:
+            _STANDIN_CACHE[origin] = cls
     return cls
 
 
@@ -200,10 +202,43 @@ def _numpy_global(module: str, name: str):
     return None
 
 
+_MEMO_PUTS = frozenset(("PUT", "BINPUT", "LONG_BINPUT"))
+
+
+def _check_memo_indices(data: bytes) -> None:
+    """Refuse a pickle whose memo indices lie beyond its own size.  CPython's
+    unpickler grows its memo table to the largest index it is told to store
+    at and zero-fills it: five bytes (LONG_BINPUT 1195853639) made it touch
+    18 GB here.  A real pickle stores at most one memo entry per opcode, so
+    every index is below its length."""
+    import pickletools
+
+    limit = len(data)
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in _MEMO_PUTS and isinstance(arg, int) and not 0 <= arg <= limit:
+                raise pickle.UnpicklingError(
+                    f"memo index {arg} beyond the pickle's {limit} bytes (malformed or hostile data)")
+            if op.name == "STOP":
+                return
+    except pickle.UnpicklingError:
+        raise
+    except Exception as exc:  # genops' own view of truncated or invalid opcodes
+        raise pickle.UnpicklingError(f"malformed pickle: {exc}") from None
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that only reconstructs tensors, plain containers and inert stand-ins."""
+    """Unpickler that only reconstructs tensors, plain containers and inert
+    stand-ins, from a pickle whose memo indices were checked first."""
 
     _table: Optional[Dict[Tuple[str, str], Any]] = None
+
+    def __init__(self, file, **kwargs):
+        import io
+
+        data = file.read()  # the checkpoint's data.pkl: kilobytes (tensors live in other records)
+        _check_memo_indices(data)
+        super().__init__(io.BytesIO(data), **kwargs)
 
     def find_class(self, module, name):  # noqa: D401
         if not isinstance(module, str) or not isinstance(name, str):
