@@ -194,7 +194,18 @@ def _prepare_checkpoint(model_id: str, explicit: Optional[Path], auto_download: 
 
     exported = registry.exported_model_path(model_id)
     if download.exported_metadata(exported) is not None:
-        return exported
+        damage = download.export_damage(exported)
+        if damage is None:
+            return exported
+        if registry.is_bundled(model_id):
+            raise CheckpointError(
+                f"the bundled network {exported} is damaged ({damage}); reinstall mt3-infer "
+                f"(pip install --force-reinstall mt3-infer)")
+        if not download.can_export(model_id):
+            raise CheckpointError(
+                f"the cached export {exported} is damaged ({damage}) and cannot be remade here "
+                f"(needs torch); delete it, or install torch==2.13.* so that load_model remakes it")
+        return download.ensure_exported(model_id)  # remade: the damaged file is not current
     if download.can_export(model_id):
         return download.ensure_exported(model_id)
     return default

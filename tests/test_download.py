@@ -329,6 +329,51 @@ def test_export_runs_once_and_is_cached(local_models, monkeypatch):
     assert _leftovers(target.parent) == []
 
 
+def _flip_byte_in_record(path: Path, record_suffix: str) -> None:
+    """Flip one byte inside a stored zip record's data (the CRC in the headers stays)."""
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(record_suffix))
+    data = bytearray(path.read_bytes())
+    # local header: 30 bytes + name + extra, then the data
+    n, e = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + n + e
+    data[start] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_cached_export_is_detected_and_remade(local_models, monkeypatch):
+    import mt3_infer.api as api
+
+    calls, loaded = [], []
+    _fake_exporter(monkeypatch, calls)
+    monkeypatch.setattr(download, "can_export", lambda model: True)
+    download.download_model("mt3_pytorch", quiet=True)  # downloads, then exports once
+    target = local_models.root / "mt3_pytorch" / "mt3_pytorch.mt3i.pt"
+    assert download.export_damage(target) is None and len(calls) == 1
+    _flip_byte_in_record(target, "data.pkl")  # e.g. a flipped bit on disk in the weights
+    assert "CRC-32" in download.export_damage(target)
+    assert download.exported_metadata(target) is not None  # the metadata alone would not show it
+
+    class Dummy:
+        def load_model(self, path, device="auto"):
+            loaded.append(path)
+
+    monkeypatch.setattr(api, "_import_adapter", lambda mid: Dummy)
+    api.load_model("mt3_pytorch", cache=False)
+    assert len(calls) == 2 and loaded == [str(target)]  # remade, then handed over
+    assert download.export_damage(target) is None
+    # truncated (a crash mid-copy by another tool): also remade
+    target.write_bytes(target.read_bytes()[:-7])
+    download.ensure_exported("mt3_pytorch", quiet=True)
+    assert len(calls) == 3 and download.export_damage(target) is None
+    # damaged and no way to remake it: a clear error naming the file
+    _flip_byte_in_record(target, "data.pkl")
+    monkeypatch.setattr(download, "can_export", lambda model: False)
+    with pytest.raises(CheckpointError, match="damaged"):
+        api.load_model("mt3_pytorch", cache=False)
+
+
 def test_export_without_checkpoint(local_models):
     with pytest.raises(CheckpointError, match="mt3-infer download mr_mt3"):
         download.ensure_exported("mr_mt3", quiet=True)
