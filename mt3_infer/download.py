@@ -32,6 +32,7 @@ import hashlib
 import http.client
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -47,6 +48,15 @@ from .exceptions import CheckpointDownloadError, CheckpointError, FrameworkError
 
 OFFLINE_ENV = "MT3_OFFLINE"
 RETRIES_ENV = "MT3_DOWNLOAD_RETRIES"
+#: Comma-separated host names (a leading "." = that domain and its subdomains)
+#: that downloads may be redirected to, beyond the defaults; "*" allows any.
+REDIRECT_HOSTS_ENV = "MT3_DOWNLOAD_REDIRECT_HOSTS"
+# Where the upstream hosts send their files: Hugging Face's resolve URLs go to
+# its CDN / storage hosts, GitHub's media URLs stay under githubusercontent.
+_REDIRECT_DEFAULTS = {
+    "huggingface.co": (".huggingface.co", ".hf.co"),
+    "media.githubusercontent.com": (".githubusercontent.com",),
+}
 _CHUNK = 1 << 20
 _USER_AGENT = "mt3-infer (+https://pypi.org/project/mt3-infer/)"
 
@@ -54,6 +64,7 @@ ProgressArg = Union[None, bool, Callable[[int, Optional[int]], Any]]
 
 __all__ = [
     "OFFLINE_ENV",
+    "REDIRECT_HOSTS_ENV",
     "download_file",
     "download_model",
     "ensure_exported",
@@ -292,6 +303,43 @@ def _content_range_start(value: Optional[str]) -> Optional[int]:
         return None
 
 
+def _host_allowed(host: str, patterns) -> bool:
+    host = host.lower().rstrip(".")
+    for p in patterns:
+        p = p.strip().lower()
+        if p == "*" or host == p.lstrip(".") or (p.startswith(".") and host.endswith(p)):
+            return True
+    return False
+
+
+class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same host, to the upstream host's own
+    delivery hosts (_REDIRECT_DEFAULTS) or to hosts named in
+    MT3_DOWNLOAD_REDIRECT_HOSTS; never from https to http.  (Every file is
+    sha256-verified anyway; this keeps requests, and the client's address,
+    away from hosts nobody chose.)"""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old = urllib.parse.urlsplit(req.full_url)
+        new = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl))
+        if old.scheme == "https" and new.scheme != "https":
+            raise CheckpointDownloadError(
+                f"refusing the redirect from {req.full_url} to {new.geturl()}: it leaves HTTPS")
+        if new.hostname != old.hostname:
+            allowed = list(_REDIRECT_DEFAULTS.get(old.hostname or "", ()))
+            allowed += [h for h in os.environ.get(REDIRECT_HOSTS_ENV, "").split(",") if h.strip()]
+            if not _host_allowed(new.hostname or "", allowed):
+                raise CheckpointDownloadError(
+                    f"refusing the redirect from {old.hostname} to {new.hostname} ({new.geturl()}); "
+                    f"set {REDIRECT_HOSTS_ENV}={new.hostname} to allow it")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+# TLS: urllib's default HTTPS handler verifies certificates and host names
+# against the system's CA store (ssl.create_default_context).
+_OPENER = urllib.request.build_opener(_RedirectPolicy)
+
+
 def _fetch_into(url: str, part: Path, size: Optional[int], timeout: float,
                 bar: _Progress) -> None:
     """One HTTP attempt appending to ``part``; raises _Retry on a broken transfer."""
@@ -304,7 +352,7 @@ def _fetch_into(url: str, part: Path, size: Optional[int], timeout: float,
         headers["Range"] = f"bytes={offset}-"
     req = urllib.request.Request(url, headers=headers)
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
+        resp = _OPENER.open(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             # The server has nothing past our offset: the .part file is either
@@ -319,6 +367,11 @@ def _fetch_into(url: str, part: Path, size: Optional[int], timeout: float,
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         host = urllib.parse.urlsplit(url).netloc or url
+        if isinstance(reason, ssl.SSLCertVerificationError) or isinstance(exc, ssl.SSLCertVerificationError):
+            raise CheckpointDownloadError(  # permanent: not retried, never bypassed
+                f"Failed to download {url}: the TLS certificate of {host} does not verify "
+                f"({getattr(reason, 'verify_message', None) or reason}). Check the system's CA "
+                f"certificates (SSL_CERT_FILE) or the mirror's certificate.") from exc
         raise _Retry(f"cannot reach {host} ({reason}); no network, or the host is blocked") from exc
     with resp:
         status = getattr(resp, "status", 200)

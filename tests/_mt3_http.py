@@ -19,10 +19,12 @@ class FileServer:
     status: force this HTTP status for every request (e.g. 500, 404).
     slow: seconds to sleep between 64 KiB blocks.
     no_range: ignore Range headers (always 200 with the full body).
+    redirects: url path -> Location answered with a 302.
     """
 
-    def __init__(self, files=None, cut_first=0, status=None, slow=0.0, no_range=False):
+    def __init__(self, files=None, cut_first=0, status=None, slow=0.0, no_range=False, redirects=None):
         self.files = dict(files or {})
+        self.redirects = dict(redirects or {})  # url path -> Location of a 302
         self.cut_first = cut_first
         self.status = status
         self.slow = slow
@@ -70,6 +72,13 @@ class FileServer:
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
             h.wfile.write(body)
+            return
+        if path in self.redirects:
+            self._record(h, path, rng, 302)
+            h.send_response(302)
+            h.send_header("Location", self.redirects[path])
+            h.send_header("Content-Length", "0")
+            h.end_headers()
             return
         data = self.files.get(path)
         if data is None:

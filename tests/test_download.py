@@ -4,9 +4,12 @@ mode, concurrent processes, model-level layout and the export cache."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import types
 import zipfile
 from pathlib import Path
@@ -46,6 +49,76 @@ def test_wrong_sha256_refused_and_nothing_left(tmp_path):
             download.download_file(srv.url + "/blob", dest, "0" * 64, progress=False)
         assert not dest.exists()
         assert _leftovers(tmp_path) == []
+
+
+def test_redirects_stay_on_the_host_unless_allowed(tmp_path, monkeypatch):
+    with FileServer({"/real/blob": BLOB}) as srv:
+        other = f"http://localhost:{srv.port}/real/blob"  # the same server under another host name
+        srv.redirects = {"/same": "/real/blob", "/elsewhere": other}
+        same = download.download_file(srv.url + "/same", tmp_path / "a.bin", BLOB_SHA, progress=False)
+        assert same.read_bytes() == BLOB
+        monkeypatch.delenv(download.REDIRECT_HOSTS_ENV, raising=False)
+        with pytest.raises(CheckpointDownloadError, match="refusing the redirect from 127.0.0.1 to localhost"):
+            download.download_file(srv.url + "/elsewhere", tmp_path / "b.bin", BLOB_SHA, progress=False)
+        assert not (tmp_path / "b.bin").exists() and _leftovers(tmp_path) == []
+        assert [e for e in srv.log if e[1] == "/real/blob"][-1:] and len(srv.requests_for("/elsewhere")) == 1
+        monkeypatch.setenv(download.REDIRECT_HOSTS_ENV, "example.org, localhost")
+        got = download.download_file(srv.url + "/elsewhere", tmp_path / "b.bin", BLOB_SHA, progress=False)
+        assert got.read_bytes() == BLOB
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_certificate_is_verified(tmp_path):
+    """A server whose certificate does not verify (self-signed) is refused
+    at once, with the reason, and leaves nothing behind."""
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BLOB)))
+            self.end_headers()
+            self.wfile.write(BLOB)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"https://127.0.0.1:{httpd.server_address[1]}/blob"
+        t0 = time.monotonic()
+        with pytest.raises(CheckpointDownloadError, match="TLS certificate of 127.0.0.1.* does not verify"):
+            download.download_file(url, tmp_path / "out" / "blob.bin", BLOB_SHA, progress=False)
+        assert time.monotonic() - t0 < 5  # not retried
+        assert not (tmp_path / "out").exists()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_redirect_policy_rules():
+    ok = download._host_allowed
+    assert ok("cdn-lfs.hf.co", download._REDIRECT_DEFAULTS["huggingface.co"])
+    assert ok("cas-bridge.xethub.hf.co", download._REDIRECT_DEFAULTS["huggingface.co"])
+    assert not ok("hf.co.evil.example", download._REDIRECT_DEFAULTS["huggingface.co"])
+    assert not ok("evilhf.co", download._REDIRECT_DEFAULTS["huggingface.co"])
+    assert ok("objects.githubusercontent.com", download._REDIRECT_DEFAULTS["media.githubusercontent.com"])
+    assert ok("anything.example", ["*"]) and ok("mirror.lan", ["mirror.lan"]) and not ok("a.mirror.lan", ["mirror.lan"])
+    policy = download._RedirectPolicy()
+    req = download.urllib.request.Request("https://huggingface.co/x/resolve/main/mt3.pth")
+    with pytest.raises(CheckpointDownloadError, match="leaves HTTPS"):
+        policy.redirect_request(req, None, 302, "Found", {}, "http://huggingface.co/plain")
+    assert policy.redirect_request(req, None, 302, "Found", {}, "https://cdn-lfs.hf.co/blob") is not None
 
 
 def test_wrong_size_refused(tmp_path):
