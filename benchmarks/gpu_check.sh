@@ -54,8 +54,8 @@ $PY -m pip install -q --no-build-isolation --no-deps -e . || exit 1
 $PY -c 'import mt3_infer, mt3_infer._engine as e; print("engine:", e.engine_library_path())' || exit 1
 
 step "CUDA tests"
-timeout 150 $PY -m pytest -q -x -p no:cacheprovider tests/test_engine.py -k "cuda or device" \
-    tests/test_api.py -k "cuda or device" 2>&1 | tail -15
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_api.py tests/test_precision.py \
+    -k "cuda or device or dtype or bfloat16 or attend" 2>&1 | tail -15
 
 step "bench_limit on the GPU"
 timeout 330 $PY benchmarks/bench_limit.py --device cuda --dtypes float32,float16,bfloat16 \
