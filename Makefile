@@ -63,7 +63,9 @@ test: env build synthdeps
 	@echo "== make demo (bundled model, no download)"
 	$(PY) examples/demo.py --out "$$(mktemp -d)/demo.mid"
 	$(MAKE) --no-print-directory isa-run wheel wheel-check
-	@echo "== make fuzz (libFuzzer on the C parsers, ASan + UBSan, $(CI_FUZZ_SECONDS) s per target)"
+	@echo "== make asan (the C core under ASan + UBSan + LeakSanitizer, torch-free tests)"
+	$(MAKE) --no-print-directory asan
+	@echo "== make fuzz (libFuzzer/atheris on the parsers of outside bytes, $(CI_FUZZ_SECONDS) s per target)"
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 
 # The numeric tests again on the code paths of other x86-64 CPUs, forced on this
@@ -127,11 +129,18 @@ asan: sysdeps venv
 	# -P and --import-mode=importlib keep the source tree's own _core (first on
 	# sys.path otherwise, via the cwd and the root conftest) from shadowing the
 	# sanitized build; the check below fails loudly if it ever does.
+	# LeakSanitizer on, its reports to build/asan/report.<pid> (exit code 0: CPython's own
+	# interpreter-lifetime allocations are reported too); tools/asan/leaks.py then fails the
+	# run on any leak allocated by the C core (see its docstring for why not suppressions).
+	# Memory errors still abort at once (abort_on_error).
 	PYTHONPATH=build/asan:.:tests \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=0:log_path=$(CURDIR)/build/asan/report \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	    sh -c '$(PY) -P -c "import mt3_infer._core as c, sys; sys.exit(0 if \"build/asan\" in c.__file__ else \"asan: wrong _core \" + c.__file__)" && \
-	           $(PY) -P -m pytest -q -p no:cacheprovider --capture=sys --import-mode=importlib $(wildcard $(ASAN_TESTS))'
+	           $(PY) -P -m pytest -q -p no:cacheprovider --capture=sys --import-mode=importlib $(wildcard $(ASAN_TESTS))' \
+	    || { cat build/asan/report.* 2>/dev/null | head -80; exit 1; }
+	$(PYTHON) tools/asan/leaks.py build/asan/report.*
 
 # A manylinux wheel in dist/: kissfft and soxr bundled (auditwheel), libtorch,
 # libc10 and libgomp not (the engine binds to the installed torch at load_model).
