@@ -219,19 +219,22 @@ def test_standins_are_never_imported(tmp_path):
     Y.build_model(path)  # the rest of the file is fine
 
 
+def _replace_data_pkl(src, dst, edit):
+    """Copy the checkpoint zip ``src`` to ``dst`` with its data.pkl record replaced by ``edit(data)``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, edit(data) if info.filename.endswith("data.pkl") else data)
+    return dst
+
+
 def test_huge_memo_index_refused_without_allocating(tmp_path, small):
     """Found by the unpickler fuzz target (tools/fuzz/fuzz_py.py): five bytes
     (LONG_BINPUT 1195853639) made CPython's unpickler zero-fill an 18 GB memo
     table.  Inside a real checkpoint's data.pkl it must be a CheckpointError,
     in a child process whose peak RSS stays near its baseline."""
-    src = small[True]["path"]
-    dst = tmp_path / "memo.ckpt"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename.endswith("data.pkl"):
-                data = b"G" + b"\0" * 8 + b"r" + (1195853639).to_bytes(4, "little") + b"."
-            zout.writestr(info, data)
+    dst = _replace_data_pkl(small[True]["path"], tmp_path / "memo.ckpt",
+                            lambda data: b"G" + b"\0" * 8 + b"r" + (1195853639).to_bytes(4, "little") + b".")
     code = (
         "import resource, sys\n"
         "from mt3_infer.export import yourmt3 as Y\n"
@@ -260,14 +263,7 @@ def test_truncated_checkpoints_refused(tmp_path, small):
 
 
 def test_corrupt_pickle_record_refused(tmp_path, small):
-    src = small[True]["path"]
-    dst = tmp_path / "corrupt.ckpt"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename.endswith("data.pkl"):
-                data = data[: len(data) // 2]
-            zout.writestr(info, data)
+    dst = _replace_data_pkl(small[True]["path"], tmp_path / "corrupt.ckpt", lambda data: data[: len(data) // 2])
     with pytest.raises(CheckpointError):
         Y.build_model(dst)
 

@@ -116,12 +116,6 @@ def test_unload_while_others_transcribe():
     a.unload()
 
 
-def _slope_kb_per_100(xs, ys):
-    import bench_soak as bs
-
-    return bs.slope_per_100(xs, ys)
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
 def test_soak_memory_is_flat(small):
     import bench_soak as bs
@@ -136,7 +130,7 @@ def test_soak_memory_is_flat(small):
             gc.collect()
             xs.append(i)
             ys.append(bs.rss_kb())
-    growth = _slope_kb_per_100(xs, ys)
+    growth = bs.slope_per_100(xs, ys)
     print(f"RSS growth: {growth:+.0f} kB per 100 calls; curve (MB): {[round(y / 1024, 1) for y in ys]}")
     # issue 16's bound is 1 MB per 100 calls; a leak of one 2.5 s clip's audio
     # (160 kB) or notes per call would be >= 16 MB per 100 calls
@@ -148,7 +142,7 @@ def test_load_free_cycles_do_not_grow():
     import bench_soak as bs
 
     xs, ys, _ = bs.soak_cycles(60, 10, 1)
-    growth = _slope_kb_per_100(xs[2:], ys[2:])
+    growth = bs.slope_per_100(xs[2:], ys[2:])
     print(f"RSS growth: {growth:+.0f} kB per 100 load/free cycles; curve (MB): {[round(y / 1024, 1) for y in ys]}")
     # a leaked network would be its 24 MB of weights per cycle (2.4 GB per 100)
     assert growth <= 1024
