@@ -170,7 +170,7 @@ def _prepare_checkpoint(model_id: str, explicit: Optional[Path], auto_download: 
     """Make sure the checkpoint exists (download if allowed) and return the
     path to hand to the adapter: the cached TorchScript export when there is
     one (or torch can make one), else the original checkpoint."""
-    from . import download
+    from . import artifact, download
 
     default = registry.default_checkpoint_path(model_id)
     if explicit is not None and explicit.absolute() != default.absolute():
@@ -192,23 +192,19 @@ def _prepare_checkpoint(model_id: str, explicit: Optional[Path], auto_download: 
     else:
         download._write_generated(model_id)
 
+    if download.can_export(model_id) or registry.is_bundled(model_id):
+        return artifact.resolve(model=model_id)  # current export, made or remade when needed
+    # no torch here: an intact cached export, else the original checkpoint (the
+    # adapter then says that turning it into the network file needs torch)
     exported = registry.exported_model_path(model_id)
-    if download.exported_metadata(exported) is not None:
-        damage = download.export_damage(exported)
-        if damage is None:
-            return exported
-        if registry.is_bundled(model_id):
-            raise CheckpointError(
-                f"the bundled network {exported} is damaged ({damage}); reinstall mt3-infer "
-                f"(pip install --force-reinstall mt3-infer)")
-        if not download.can_export(model_id):
-            raise CheckpointError(
-                f"the cached export {exported} is damaged ({damage}) and cannot be remade here "
-                f"(needs torch); delete it, or install torch==2.13.* so that load_model remakes it")
-        return download.ensure_exported(model_id)  # remade: the damaged file is not current
-    if download.can_export(model_id):
-        return download.ensure_exported(model_id)
-    return default
+    if download.exported_metadata(exported) is None:
+        return default
+    damage = download.export_damage(exported)
+    if damage is not None:
+        raise CheckpointError(
+            f"the cached export {exported} is damaged ({damage}) and cannot be remade here "
+            f"(needs torch); delete it, or install torch==2.13.* so that load_model remakes it")
+    return exported
 
 
 # ---------------------------------------------------------------------------

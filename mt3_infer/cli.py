@@ -460,18 +460,26 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
-def cmd_export(args) -> int:
-    from . import download, registry
+def export_model(model: str, checkpoint=None, output=None, force: bool = False, quiet: bool = False):
+    """The export command (``mt3-infer export`` and ``python -m mt3_infer.export``):
+    the artifact of ``model``'s checkpoint (default: the registry copy), made
+    when not current (:func:`mt3_infer.artifact.resolve`); returns its path."""
+    from . import artifact, download, registry
 
-    mid = registry.resolve_model_name(args.model)
-    if args.checkpoint is None and download.missing_files(mid):
+    mid = registry.resolve_model_name(model)
+    if checkpoint is None and download.missing_files(mid):
         raise FileNotFoundError(
             f"the checkpoint of '{mid}' is not downloaded; run `mt3-infer download {mid}` "
             f"or pass --checkpoint PATH"
         )
-    out = download.ensure_exported(mid, args.checkpoint, output=args.output, force=args.force,
-                                   quiet=False)
-    print(f"{_ok()} Exported {mid}: {out}")
+    return artifact.resolve(checkpoint, model=mid, output=output, force=force, quiet=quiet)
+
+
+def cmd_export(args) -> int:
+    from . import registry
+
+    out = export_model(args.model, args.checkpoint, args.output, args.force)
+    print(f"{_ok()} Exported {registry.resolve_model_name(args.model)}: {out}")
     return EXIT_OK
 
 

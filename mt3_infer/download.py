@@ -28,23 +28,22 @@ it beside the checkpoint (torch is imported only there, lazily).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import os
 import ssl
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
-from . import registry
-from .exceptions import CheckpointDownloadError, CheckpointError, FrameworkError
+from . import artifact, registry
+from .exceptions import CheckpointDownloadError, CheckpointError
+from .export.common import sha256_file
+from .utils.atomic import file_lock
 
 OFFLINE_ENV = "MT3_OFFLINE"
 RETRIES_ENV = "MT3_DOWNLOAD_RETRIES"
@@ -84,15 +83,6 @@ __all__ = [
 def is_offline() -> bool:
     """True when ``MT3_OFFLINE`` is set to 1/true/yes/on."""
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def sha256_file(path: Union[str, os.PathLike]) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_file(path: Union[str, os.PathLike], sha256: Optional[str] = None,
@@ -189,10 +179,6 @@ def _isatty(stream) -> bool:
         return False
 
 
-_THREAD_LOCKS: Dict[str, threading.Lock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
-
-
 def _make_dirs(folder: Path) -> List[Path]:
     """mkdir -p ``folder``; return the folders this call created (deepest last)."""
     created = []
@@ -213,69 +199,6 @@ def _remove_empty_dirs(created: List[Path]) -> None:
             p.rmdir()
         except OSError:  # not empty (another download, a kept .part file) or gone
             break
-
-
-@contextlib.contextmanager
-def _file_lock(target: Path) -> Iterator[None]:
-    """Exclusive lock on ``.<name>.lock`` beside target: threads and processes.
-
-    The lock file is removed again on every exit path (while it is still
-    held, so it never outlives the download).  A process that waited on a
-    lock file that was removed meanwhile finds a different inode at the path
-    and locks the new file instead, so two holders can never coexist.
-    """
-    lock_path = target.with_name(f".{target.name}.lock")
-    key = str(lock_path.resolve() if lock_path.parent.exists() else lock_path)
-    with _THREAD_LOCKS_GUARD:
-        tlock = _THREAD_LOCKS.setdefault(key, threading.Lock())
-    with tlock:
-        while True:
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # the folder was tidied away meanwhile
-                continue
-            if os.name == "nt":  # pragma: no cover - Windows
-                import msvcrt
-
-                while True:
-                    try:
-                        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                        break
-                    except OSError:
-                        time.sleep(0.1)
-                break
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)  # its holder removed it: lock the current file
-        try:
-            yield
-        finally:
-            try:
-                if os.name == "nt":  # pragma: no cover
-                    import msvcrt
-
-                    with contextlib.suppress(OSError):
-                        os.lseek(fd, 0, os.SEEK_SET)
-                        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-                else:
-                    import fcntl
-
-                    with contextlib.suppress(OSError):
-                        os.unlink(lock_path)
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-                if os.name == "nt":  # pragma: no cover
-                    with contextlib.suppress(OSError):
-                        os.unlink(lock_path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -441,7 +364,7 @@ def _download_locked(url: str, dest: Path, sha256: Optional[str], size: Optional
                      progress: ProgressArg, timeout: float, retries: int,
                      desc: Optional[str]) -> Path:
     part = dest.with_name(dest.name + ".part")
-    with _file_lock(dest):
+    with file_lock(dest):
         if dest.exists() and verify_file(dest, sha256, size):
             return dest
         bar = _Progress(size, desc or dest.name, progress)
@@ -613,7 +536,7 @@ def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
             p: Path = f["path"]
             if force or (p.exists() and verify):
                 # re-download: drop the bad/old copy only once the lock is held
-                with _file_lock(p):
+                with file_lock(p):
                     if p.exists():
                         p.unlink()
             _status(f"Downloading {mid}: {f['url']}", quiet)
@@ -629,139 +552,25 @@ def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
 
 
 # ---------------------------------------------------------------------------
-# TorchScript export cache
+# TorchScript export (owned by mt3_infer.artifact)
 # ---------------------------------------------------------------------------
-def exported_metadata(path: Union[str, os.PathLike]) -> Optional[Dict[str, Any]]:
-    """The ``mt3_infer.json`` record inside an exported TorchScript file
-    (read with zipfile, no torch), or None if the file is not such an artifact."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            for name in z.namelist():
-                if name.endswith("extra/mt3_infer.json"):
-                    return json.loads(z.read(name).decode("utf-8"))
-    except (OSError, zipfile.BadZipFile, ValueError, KeyError):
-        return None
-    return None
-
-
-def export_damage(path: Union[str, os.PathLike]) -> Optional[str]:
-    """None when the exported file is intact, else what is wrong with it.
-
-    An export is a zip whose every record carries a CRC-32 (the TorchScript
-    writer stores them); this reads every record and checks it, so a flipped
-    byte in the weights, a truncation or a half-written file is found before
-    libtorch would load wrong weights or fail half-way.  Costs one read of the
-    file (~0.2 s for 186 MB)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            bad = z.testzip()
-            if bad is not None:
-                return f"record {bad!r} fails its CRC-32 check"
-            if not any(n.endswith("extra/mt3_infer.json") for n in z.namelist()):
-                return "it carries no mt3_infer.json"
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        return f"it is not a readable zip ({exc})"
-    return None
-
-
-def _weights_file(model_id: str, checkpoint: Path) -> Path:
-    """The file an exporter reads: the checkpoint itself or mt3.pth in its folder."""
-    if checkpoint.is_dir():
-        return checkpoint / "mt3.pth"
-    return checkpoint
-
-
-def _default_export_target(model_id: str, checkpoint: Path) -> Path:
-    if checkpoint == registry.default_checkpoint_path(model_id):
-        return registry.exported_model_path(model_id)
-    base = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    stem = registry._entry(model_id)["checkpoint"]["export"]["file"]
-    name = stem if checkpoint.is_dir() else f"{checkpoint.name}.{stem}"
-    return base / name
-
-
-def _export_is_current(target: Path, source: Path, sha256: Optional[str]) -> bool:
-    """A cached export is reused when it is an intact artifact made from this
-    source: same recorded source sha256 when known, else newer than the source.
-    A damaged one (export_damage) is remade."""
-    if not target.is_file():
-        return False
-    meta = exported_metadata(target)
-    if meta is None or export_damage(target) is not None:
-        return False
-    recorded = meta.get("source_sha256")
-    if sha256 is not None and recorded:
-        return recorded == sha256
-    try:
-        return target.stat().st_mtime >= source.stat().st_mtime
-    except OSError:
-        return False
-
-
-def _exporter_module(model_id: str) -> str:
-    family = registry._entry(model_id)["checkpoint"]["export"]["family"]
-    return "mt3_infer.export.yourmt3" if family == "yourmt3" else "mt3_infer.export.mt3"
+exported_metadata = artifact.metadata
+export_damage = artifact.damage
 
 
 def can_export(model: str) -> bool:
     """True when torch and the model family's exporter are installed (nothing is imported)."""
-    import importlib.util
-
-    mid = registry.resolve_model_name(model)
-    if not torch_available():
-        return False
-    try:
-        return importlib.util.find_spec(_exporter_module(mid)) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _call_exporter(model_id: str, source: Path, target: Path) -> None:
-    """Run the family's exporter (imports torch, lazily)."""
-    try:
-        from .export import export_checkpoint
-    except ImportError as exc:  # pragma: no cover - broken install
-        raise FrameworkError(f"Exporting '{model_id}' to TorchScript needs torch: {exc}") from exc
-    export_checkpoint(model_id, str(source), str(target))
+    return torch_available() and artifact.can_export(registry.family(model))
 
 
 def ensure_exported(model: str, checkpoint_path: Union[None, str, os.PathLike] = None, *,
                     output: Union[None, str, os.PathLike] = None, force: bool = False,
                     quiet: Optional[bool] = None) -> Path:
-    """Export ``model``'s checkpoint to TorchScript once and return the cached file.
-
-    ``checkpoint_path`` defaults to the registry location; ``output`` to the
-    cache beside it (``<root>/<model>/<model>.mt3i.pt`` for registry
-    checkpoints).  Re-exports when ``force`` or when the cached artifact does
-    not match the source checkpoint.
-    """
-    mid = registry.resolve_model_name(model)
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else registry.default_checkpoint_path(mid)
-    source = _weights_file(mid, ckpt)
-    if not source.exists():
-        raise CheckpointError(f"Checkpoint not found: {source} (run `mt3-infer download {mid}` first)")
-    if output is None and exported_metadata(source) is not None:
-        return source  # already a TorchScript artifact (the bundled model ships as one)
-    target = Path(output) if output is not None else _default_export_target(mid, ckpt)
-    is_registry = checkpoint_path is None or ckpt == registry.default_checkpoint_path(mid)
-    sha = None
-    if is_registry:
-        for f in registry._entry(mid)["checkpoint"]["files"]:
-            if f["name"] == source.name:
-                sha = f["sha256"]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target):
-        if not force and _export_is_current(target, source, sha):
-            return target
-        _status(f"Exporting {mid} to TorchScript (once): {target}", quiet)
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        try:
-            _call_exporter(mid, source, tmp)
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-    return target
+    """Export ``model``'s checkpoint to TorchScript once and return the cached
+    file (:func:`mt3_infer.artifact.resolve`): ``checkpoint_path`` defaults to
+    the registry copy, ``output`` to the cache beside it; re-exported when
+    ``force`` or when the cached artifact is not current."""
+    return artifact.resolve(checkpoint_path, model=model, output=output, force=force, quiet=quiet)
 
 
 def torch_available() -> bool:

@@ -46,6 +46,25 @@ _YMT3_SHA256 = "ae38e415c79efd5592dcb9b658cdb99ddb11d4c4e1eaa364cab04a052473fc25
 _YMT3_SIZE = 561_544_628
 _YMT3_EXPERIMENT = "mc13_256_g4_all_v7_mt3f_sqr_rms_moe_wf4_n8k2_silu_rope_rp_b36_nops"
 
+#: Network families: how an original checkpoint is laid out and which module
+#: exports it (``export_checkpoint(checkpoint, out)``; imports torch).  A
+#: registry entry names its family in ``checkpoint["export"]["family"]``; a
+#: new family is one row here plus its exporter module.
+FAMILIES: Dict[str, Dict[str, Any]] = {
+    "mt3": {
+        "exporter": "mt3_infer.export.mt3",
+        # the weights file inside a checkpoint folder (the anchor's layout: config.json + mt3.pth)
+        "weights": ("mt3.pth",),
+        "what": "mt3.pth (or its directory)",
+    },
+    "yourmt3": {
+        "exporter": "mt3_infer.export.yourmt3",
+        # the Lightning checkpoint, also under checkpoints/ (the Hugging Face Space's layout)
+        "weights": ("last.ckpt", "checkpoints/last.ckpt"),
+        "what": "the YourMT3 Lightning checkpoint (last.ckpt)",
+    },
+}
+
 #: Folder of the networks shipped inside the package (no download).
 BUNDLED_DIR = Path(__file__).resolve().parent / "models"
 _SMALL_FILE = "mt3_small.mt3i.pt"
@@ -459,6 +478,21 @@ def artifact_dir(model: str) -> Path:
     return p if _MODELS[mid]["checkpoint"].get("generated_files") else p.parent
 
 
+def family(model: str) -> str:
+    """The network family of a registry model (a key of :data:`FAMILIES`)."""
+    return _MODELS[resolve_model_name(model)]["checkpoint"]["export"]["family"]
+
+
+def known_sha256(model: str, path: Path) -> Optional[str]:
+    """The recorded sha256 of ``path`` when it is one of the registry files of ``model``."""
+    mid = resolve_model_name(model)
+    folder = artifact_dir(mid)
+    for f in _MODELS[mid]["checkpoint"]["files"]:
+        if Path(path).absolute() == (folder / f["name"]).absolute():
+            return f["sha256"]
+    return None
+
+
 def exported_model_path(model: str) -> Path:
     """Path of the cached TorchScript export of the registry checkpoint."""
     mid = resolve_model_name(model)
@@ -510,6 +544,9 @@ def files_for(model: str) -> List[Dict[str, Any]]:
 
 
 __all__ = [
+    "FAMILIES",
+    "family",
+    "known_sha256",
     "CHECKPOINT_DIR_ENV",
     "MIRROR_ENV",
     "DEFAULT_MODEL",

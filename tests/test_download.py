@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mt3_infer import CheckpointDownloadError, CheckpointError, download, registry
+from mt3_infer.utils.atomic import file_lock
 from tests._mt3_http import FileServer
 
 BLOB = bytes(range(256)) * 2048 + b"tail"  # 524,292 bytes: several 64 KiB blocks
@@ -374,12 +375,15 @@ def test_load_model_downloads_then_hands_checkpoint_to_adapter(local_models, mon
 # Export cache
 # ---------------------------------------------------------------------------
 def _fake_exporter(monkeypatch, calls):
+    pytest.importorskip("torch")
+    from mt3_infer.export.mt3 import MT3Config, mt3_meta
+
     def export_checkpoint(model, src, dst):
         calls.append((src, dst, model))
+        # the metadata the real MT3 exporter writes (valid under the format), stub weights
+        meta = mt3_meta(MT3Config(), hashlib.sha256(Path(src).read_bytes()).hexdigest())
         with zipfile.ZipFile(dst, "w") as z:
-            z.writestr("model/extra/mt3_infer.json",
-                       json.dumps({"format_version": 1, "family": "mt3",
-                                   "source_sha256": hashlib.sha256(Path(src).read_bytes()).hexdigest()}))
+            z.writestr("model/extra/mt3_infer.json", json.dumps(meta))
             z.writestr("model/data.pkl", b"stub")
 
     import mt3_infer.export
@@ -525,7 +529,7 @@ def test_lock_still_serialises_threads_after_removal(tmp_path):
 
     def worker():
         for _ in range(50):
-            with download._file_lock(target):
+            with file_lock(target):
                 inside[0] += 1
                 overlap.append(inside[0])
                 inside[0] -= 1

@@ -2,144 +2,31 @@
 
 The work happens in C (``_core.AdapterCore``: audio, features, the libtorch
 network with a KV cache, token decoding, notes, MIDI); this layer resolves
-checkpoints, exports ``mt3.pth`` once when needed, applies the anchor's input
+checkpoints through :mod:`mt3_infer.artifact` (which exports an original
+checkpoint once when needed), applies the anchor's input
 checks (``MT3Base``) and turns MIDI bytes into ``mido.MidiFile``.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import sys
-import threading
 from typing import Optional
 
 import numpy as np
 
-from .. import _core
+from .. import _core, artifact, registry
 from .._engine import prepare_engine
 from ..base import MT3Base
-from ..exceptions import AudioError, CheckpointError, FrameworkError
-from ..export.common import EXPORTER_VERSION, exported_cache_path, read_artifact_meta, sha256_file
+from ..exceptions import AudioError, FrameworkError
 from ..plot import NoteArray
-
-# One lock per cache file: concurrent load_model calls export once.
-_EXPORT_LOCKS: dict = {}
-_EXPORT_LOCKS_GUARD = threading.Lock()
-
 
 class SampleRateError(AudioError, RuntimeError):
     """Audio at a rate the adapter does not resample (MR-MT3 needs 16 kHz).
 
     An :class:`AudioError` (so also a ``ValueError``) and a ``RuntimeError``:
     mt3-infer 0.2.0 raised this case as ``RuntimeError`` from ``transcribe``."""
-
-
-def _user_cache_dir() -> str:
-    base = os.environ.get("MT3_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "mt3_infer"
-    )
-    return os.path.join(base, "exports")
-
-
-def _resolve_weights(path: str) -> str:
-    """mt3.pth for a file or an anchor-style directory (config.json + mt3.pth)."""
-    if os.path.isdir(path):
-        w = os.path.join(path, "mt3.pth")
-        if not os.path.isfile(w):
-            exported = [f for f in sorted(os.listdir(path)) if f.endswith(".mt3i.pt")]
-            if exported:
-                return os.path.join(path, exported[0])
-            raise CheckpointError(
-                f"checkpoint directory {path!r} has no mt3.pth; expected the MT3 weights "
-                "(mt3.pth, optionally with config.json) or an exported .pt file"
-            )
-        return w
-    if not os.path.exists(path):
-        raise CheckpointError(f"Checkpoint not found: {path}")
-    return path
-
-
-def _cache_is_fresh(cache: str, weights: str, family: str = "mt3") -> bool:
-    try:
-        meta = read_artifact_meta(cache)
-    except CheckpointError:
-        return False
-    if not meta or meta.get("family") != family or meta.get("exporter_version") != EXPORTER_VERSION:
-        return False
-    st = os.stat(weights)
-    if meta.get("source_size") == st.st_size and meta.get("source_mtime_ns") == st.st_mtime_ns:
-        return True
-    return meta.get("source_sha256") == sha256_file(weights)
-
-
-def _export_lock(path: str) -> threading.Lock:
-    with _EXPORT_LOCKS_GUARD:
-        return _EXPORT_LOCKS.setdefault(path, threading.Lock())
-
-
-def _export_mt3(weights: str, out: str) -> str:
-    from ..export.mt3 import export_mt3  # imports torch
-
-    return export_mt3(weights, out)
-
-
-def resolve_exported(checkpoint_path, *, family: str = "mt3", locate=None, export=None,
-                     what: str = "mt3.pth (or its directory)") -> str:
-    """Path of a TorchScript export for ``checkpoint_path``: the file itself
-    when it is one, else the cached export of the original checkpoint (made
-    now when missing or stale; needs torch).
-
-    The defaults serve the MT3 adapters; other families pass ``family`` (the
-    artifact family a cached export must have; also the user-cache file
-    prefix), ``locate(path) -> weights file`` (CheckpointError when absent),
-    ``export(weights, out) -> out`` (imports torch; records ``source_size``
-    and ``source_mtime_ns`` so later loads skip re-hashing) and ``what`` (the
-    original checkpoint, for messages)."""
-    if checkpoint_path is None:
-        raise ValueError(f"checkpoint_path is required: an exported model (.pt) or {what}")
-    path = os.path.abspath(os.path.expanduser(os.fspath(checkpoint_path)))
-    weights = (locate or _resolve_weights)(path)
-    meta = read_artifact_meta(weights)  # CheckpointError for TorchScript without metadata
-    if meta is not None:
-        return weights
-    key = hashlib.sha1(weights.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    candidates = [exported_cache_path(weights),
-                  os.path.join(_user_cache_dir(), f"{family}-{key}.mt3i.pt")]
-    for cache in candidates:
-        if os.path.isfile(cache) and _cache_is_fresh(cache, weights, family):
-            return cache
-    try:
-        from ..export.common import require_torch
-
-        require_torch()
-    except FrameworkError:
-        raise
-    except ImportError as exc:  # pragma: no cover - torch half-installed
-        raise FrameworkError(
-            f"{weights!r} is an original checkpoint; turning it into the network file needs PyTorch "
-            f"({exc}). Install torch, or pass a file made by `mt3-infer export`."
-        ) from exc
-    export = export or _export_mt3
-    last_error = None
-    for cache in candidates:
-        with _export_lock(cache):
-            if os.path.isfile(cache) and _cache_is_fresh(cache, weights, family):
-                return cache
-            try:
-                os.makedirs(os.path.dirname(cache), exist_ok=True)
-                return export(weights, cache)
-            except PermissionError as exc:
-                last_error = exc
-                continue
-            except OSError as exc:
-                if exc.errno in (13, 30):  # EACCES, EROFS: try the user cache
-                    last_error = exc
-                    continue
-                raise
-    raise CheckpointError(f"cannot write the exported model next to {weights!r} nor in "
-                          f"{_user_cache_dir()!r}: {last_error}")
 
 
 def _opt_int(name: str, value, minimum: int = 1) -> int:
@@ -227,6 +114,7 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
     """Common code of :class:`MRMT3Adapter` and :class:`MT3PyTorchAdapter`."""
 
     _RECIPE = ""
+    _FAMILY = "mt3"  # the network family of the artifacts it loads (registry.FAMILIES)
     SAMPLE_RATE = 16000
 
     def __init__(self, *, num_threads: Optional[int] = None, batch_size: Optional[int] = None,
@@ -270,9 +158,13 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         self._model_loaded = True
 
     def _resolve_exported(self, checkpoint_path) -> str:
-        """The exported file to load for ``checkpoint_path`` (subclasses of
-        other families pass their own locate/export to resolve_exported)."""
-        return resolve_exported(checkpoint_path)
+        """The artifact to load for ``checkpoint_path``: the file itself, or
+        the current export of the original checkpoint, made now when needed
+        (:func:`mt3_infer.artifact.resolve`, this adapter's network family)."""
+        if checkpoint_path is None:
+            raise ValueError(f"checkpoint_path is required: an exported model (.pt) or "
+                             f"{registry.FAMILIES[self._FAMILY]['what']}")
+        return str(artifact.resolve(checkpoint_path, family=self._FAMILY))
 
     @property
     def device(self) -> Optional[str]:

@@ -27,7 +27,7 @@ from typing import List, Optional, Tuple, Union
 from .. import registry
 from ..exceptions import CheckpointError, InferenceError, ModelNotFoundError
 from ..utils.midi import count_notes
-from ._mt3 import MT3AdapterBase, midi_from_bytes, resolve_exported
+from ._mt3 import MT3AdapterBase, midi_from_bytes
 
 DEFAULT_MODEL_KEY = "yptf_moe_nops"
 
@@ -100,41 +100,6 @@ def _infer_model_key(path: str) -> Optional[str]:
     return None
 
 
-def _locate(path: str) -> str:
-    """The file to read for ``path``: itself, or ``last.ckpt`` (also
-    ``checkpoints/last.ckpt``, the Space's layout) or an exported ``.mt3i.pt``
-    inside a directory."""
-    if os.path.isdir(path):
-        for rel in ("last.ckpt", os.path.join("checkpoints", "last.ckpt")):
-            cand = os.path.join(path, rel)
-            if os.path.isfile(cand):
-                return cand
-        exported = [f for f in sorted(os.listdir(path)) if f.endswith(".mt3i.pt")]
-        if exported:
-            return os.path.join(path, exported[0])
-        raise CheckpointError(
-            f"checkpoint directory {path!r} has no last.ckpt; expected the YourMT3 Lightning "
-            "checkpoint (last.ckpt) or an exported .pt file"
-        )
-    if not os.path.exists(path):
-        raise CheckpointError(f"Checkpoint not found: {path}")
-    return path
-
-
-def _export(weights: str, out: str) -> str:
-    from ..export.yourmt3 import export_checkpoint  # imports torch
-
-    export_checkpoint(weights, out)
-    return out
-
-
-def resolve_exported_yourmt3(checkpoint_path) -> str:
-    """Path of the TorchScript export for a YourMT3 checkpoint (exported once
-    into ``<stem>.mt3i.pt`` beside ``last.ckpt``, or the user cache)."""
-    return resolve_exported(checkpoint_path, family="yourmt3", locate=_locate, export=_export,
-                            what="the YourMT3 Lightning checkpoint (last.ckpt)")
-
-
 class YourMT3Adapter(MT3AdapterBase):
     """YourMT3 transcription adapter (13 instrument channels, drums included).
 
@@ -151,6 +116,7 @@ class YourMT3Adapter(MT3AdapterBase):
     """
 
     _RECIPE = "yourmt3"
+    _FAMILY = "yourmt3"
     SAMPLE_RATE = 16000
     SEGMENT_SAMPLES = 32767
     DEFAULT_BATCH_SIZE = 8
@@ -208,9 +174,6 @@ class YourMT3Adapter(MT3AdapterBase):
             "Download it with mt3_infer.download_model('yourmt3') (or `mt3-infer download yourmt3`), "
             "or pass checkpoint_path."
         )
-
-    def _resolve_exported(self, checkpoint_path) -> str:
-        return resolve_exported_yourmt3(checkpoint_path)
 
     def load_model(self, checkpoint_path: Union[None, str, os.PathLike] = None, device: str = "auto"):
         """Load the network from an exported file or the original ``last.ckpt``

@@ -772,12 +772,10 @@ def export_mt3(checkpoint: str, out: str, config: Optional[MT3Config] = None) ->
     return save_scripted(scripted, out, meta)
 
 
-def export_checkpoint(checkpoint: str, out: str, model: str = "mt3") -> str:
-    """Family entry point (``mt3_infer.download`` and the CLI call this):
-    export ``checkpoint`` (mt3.pth or its directory) to ``out``.  ``model``
-    may name either MT3 adapter; both share the artifact."""
-    if model not in ("mt3",) + ADAPTERS:
-        raise ValueError(f"the MT3 exporter serves {', '.join(ADAPTERS)}, not {model!r}")
+def export_checkpoint(checkpoint: str, out: str) -> str:
+    """The family's entry point (``registry.FAMILIES["mt3"]["exporter"]``,
+    called by :func:`mt3_infer.export.export_checkpoint`): export
+    ``checkpoint`` (mt3.pth or its directory) to ``out``."""
     return export_mt3(checkpoint, out)
 
 
