@@ -166,6 +166,13 @@ def prepare_engine():
         return lib
 
 
+def prepack_enabled() -> bool:
+    """Whether the engine may keep oneDNN-packed copies of the decoder weights
+    (CPU fp32; on by default).  ``MT3_NO_PREPACK=1`` turns it off, for
+    measuring it; the policy is read here, never inside the engine."""
+    return os.environ.get("MT3_NO_PREPACK") != "1"
+
+
 def load_engine_model(path, device="auto", dtype="float32", num_threads=0):
     """Load an exported model file through the engine; returns
     ``(_core.EngineModel, meta dict)``.  Raises FrameworkError when the
@@ -180,5 +187,6 @@ def load_engine_model(path, device="auto", dtype="float32", num_threads=0):
         device = str(device)
     if num_threads is None:
         num_threads = 0
-    model = _core.EngineModel(lib, path, device=device, dtype=dtype, num_threads=int(num_threads))
+    model = _core.EngineModel(lib, path, device=device, dtype=dtype, num_threads=int(num_threads),
+                              prepack=prepack_enabled())
     return model, json.loads(model.meta_json)

@@ -40,15 +40,14 @@ static int encode_segments(const mt3_model *m, mt3_engine_session *sess, const f
 {
     const mt3_engine_api *api = m->api;
     const size_t stride = (size_t)frames * (size_t)m->meta.feature_bins;
-    int chunk = api->append_rows ? chunk_max : k;
+    int chunk = chunk_max;
     int done = 0;
     while (done < k) {
         int c = k - done < chunk ? k - done : chunk;
         const float *xc = x + (size_t)done * stride;
         int rc;
         if (fresh && done == 0)
-            rc = frames == m->meta.frames ? api->encode(sess, xc, c, err)
-                                          : api->encode_frames(sess, xc, c, frames, err);
+            rc = api->encode(sess, xc, c, frames, err);
         else
             rc = api->append_rows(sess, xc, c, frames, err);
         if (rc)
@@ -79,8 +78,7 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
      * segments are encoded up to `chunk` at a time ahead of need and
      * handed to slots as they free up. */
     const int chunk = o->encode_chunk > 0 && o->encode_chunk < MT3_ENCODE_CHUNK ? o->encode_chunk : MT3_ENCODE_CHUNK;
-    const int stage_cap = !drain && api->stage_rows && api->append_staged ? (bs < chunk ? bs : chunk)
-                                                                          : 0; /* segments */
+    const int stage_cap = !drain ? (bs < chunk ? bs : chunk) : 0; /* segments */
     /* a refill waits for a quarter of the slots: each refill starts a group
      * at position 0, and every group costs the step its own self-attention
      * ops (measured: refilling each slot at once was no faster at batch 8) */
@@ -245,10 +243,6 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
     out->channels = C;
     if (n_segments == 0)
         return MT3_OK;
-    /* encode_frames is needed when frames differ from the model maximum. */
-    if (frames != meta->frames && !api->encode_frames)
-        return mt3_error_set(err, MT3_E_FRAMEWORK,
-                             "the engine library is too old for %d-frame inputs; rebuild mt3-infer", frames);
 
     const size_t total_rows = (size_t)n_segments * (size_t)C;
     const int max_rows = bs * C;
@@ -264,7 +258,7 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
     rc = api->session_new(m->handle, max_rows, &sess, err);
     if (rc)
         goto done;
-    if (o.num_threads > 0 && api->session_set_threads)
+    if (o.num_threads > 0)
         api->session_set_threads(sess, o.num_threads);
 
     double next_report = 0.0;
@@ -275,8 +269,7 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
         }
         next_report = mono_s() + PROGRESS_INTERVAL_S;
     }
-    const int groups = api->model_caps && api->append_rows && api->step_groups &&
-                       (api->model_caps(m->handle) & MT3_ENGINE_CAP_STEP_GROUPS);
+    const int groups = (m->caps & MT3_ENGINE_CAP_STEP_GROUPS) != 0;
     rc = decode_rows(m, sess, features, n_segments, frames, bs, max_new, o.drain_only || !groups, &o, ids, out,
                      &length, next_report, err);
     if (rc)

@@ -69,9 +69,12 @@ int mt3_engine_open(const char *path, const mt3_engine_api **api, mt3_error *err
                            "'%s' is not an mt3-infer engine (no mt3_engine_get_api)", path);
         goto out;
     }
-    if (table->abi_version != MT3_ENGINE_ABI_VERSION || !table->model_load || !table->model_free ||
-        !table->model_meta_json || !table->session_new || !table->session_free || !table->encode ||
-        !table->step || !table->keep_rows || !table->active_rows) {
+    const int complete = table->model_load && table->model_bind && table->model_free && table->model_meta_json &&
+                         table->model_device && table->model_caps && table->session_new &&
+                         table->session_free && table->session_set_threads && table->encode &&
+                         table->append_rows && table->stage_rows && table->append_staged && table->step &&
+                         table->step_groups && table->keep_rows && table->active_rows;
+    if (table->abi_version != MT3_ENGINE_ABI_VERSION || !complete) {
         dlclose(h);
         rc = mt3_error_set(err, MT3_E_FRAMEWORK,
                            "engine '%s' has ABI version %d (expected %d) or an incomplete table; "
@@ -407,7 +410,7 @@ int mt3_model_load(const char *engine_path, const char *model_path,
     if (!m)
         return mt3_error_set(err, MT3_E_NOMEM, "out of memory");
     m->api = api;
-    mt3_engine_load_opts def = {"auto", MT3_DTYPE_FLOAT32, 0};
+    const mt3_engine_load_opts def = {.device = "auto", .dtype = MT3_DTYPE_FLOAT32};
     const mt3_engine_load_opts *lo = opts ? opts : &def;
     m->cache_elem_bytes = lo->dtype == MT3_DTYPE_FLOAT16 || lo->dtype == MT3_DTYPE_BFLOAT16 ? 2 : 4;
     rc = api->model_load(model_path, lo, &m->handle, err);
@@ -416,14 +419,37 @@ int mt3_model_load(const char *engine_path, const char *model_path,
         return rc;
     }
     const char *json = api->model_meta_json(m->handle);
-    rc = mt3_meta_parse(json, json ? strlen(json) : 0, &m->meta, err);
-    if (rc) {
-        api->model_free(m->handle);
-        free(m);
-        return rc;
+    const char *dev = api->model_device(m->handle);
+    m->meta_json = strdup(json ? json : "");
+    if (!m->meta_json) {
+        rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory");
+        goto fail;
     }
+    snprintf(m->device, sizeof m->device, "%s", dev ? dev : "");
+    rc = mt3_meta_parse(m->meta_json, strlen(m->meta_json), &m->meta, err);
+    if (rc)
+        goto fail;
+    const mt3_model_meta *mm = &m->meta;
+    const mt3_engine_dims dims = {
+        .frames = mm->frames,
+        .min_frames = mm->min_frames,
+        .feature_bins = mm->feature_bins,
+        .channels = mm->channels,
+        .n_layers = mm->n_layers,
+        .n_heads = mm->n_heads,
+        .d_kv = mm->d_kv,
+        .max_len = mm->max_len,
+        .vocab_size = mm->vocab_size,
+    };
+    rc = api->model_bind(m->handle, &dims, err);
+    if (rc)
+        goto fail;
+    m->caps = api->model_caps(m->handle);
     *out = m;
     return MT3_OK;
+fail:
+    mt3_model_free(m);
+    return rc;
 }
 
 void mt3_model_free(mt3_model *m)
@@ -432,5 +458,6 @@ void mt3_model_free(mt3_model *m)
         return;
     if (m->handle)
         m->api->model_free(m->handle);
+    free(m->meta_json);
     free(m);
 }

@@ -6,7 +6,10 @@
  * failed attempt may be retried (e.g. after the user installs torch).
  *
  * mt3_model bundles the engine table, the engine's model handle and the
- * parsed mt3_infer.json.  It is immutable after mt3_model_load and may be
+ * parsed mt3_infer.json: this file holds the one C reader of the metadata
+ * (mt3_meta_parse); the engine hands the text over unparsed and receives the
+ * dimensions it checks against (model_bind).  Callers above the loader
+ * (decode, pipeline, the binding) read the model through mt3_model.  It is immutable after mt3_model_load and may be
  * shared by any number of threads.
  */
 #ifndef MT3_ENGINE_LOADER_H
@@ -56,6 +59,9 @@ typedef struct mt3_model {
     const mt3_engine_api *api;
     mt3_engine_model *handle;
     mt3_model_meta meta;
+    char *meta_json;   /* the artifact's mt3_infer.json text (owned) */
+    char device[32];   /* the resolved device ("cpu", "cuda:0") */
+    int caps;          /* MT3_ENGINE_CAP_* of the network */
     int cache_elem_bytes; /* bytes per value of the attention caches: 4 (fp32, int8), 2 (fp16/bf16) */
 } mt3_model;
 

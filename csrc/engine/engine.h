@@ -63,7 +63,7 @@
 extern "C" {
 #endif
 
-#define MT3_ENGINE_ABI_VERSION 1
+#define MT3_ENGINE_ABI_VERSION 2
 
 typedef struct mt3_engine_model mt3_engine_model;
 typedef struct mt3_engine_session mt3_engine_session;
@@ -79,62 +79,57 @@ typedef struct mt3_engine_load_opts {
     const char *device; /* "cpu", "cuda", "cuda:N", or "auto" */
     int dtype;          /* mt3_engine_dtype */
     int num_threads;    /* intra-op threads; <= 0 leaves libtorch's default */
+    int no_prepack;     /* CPU fp32: skip the module's prepack() (oneDNN-packed weights); the
+                           caller's policy (MT3_NO_PREPACK=1, read in Python) */
 } mt3_engine_load_opts;
 
+/* What the engine checks tensors against, from the artifact's mt3_infer.json
+ * as parsed by the C loader (mt3_meta_parse: the one reader of the metadata
+ * in C; the engine hands the text out unparsed). */
+typedef struct mt3_engine_dims {
+    int frames, min_frames; /* encoder input frames accepted: min_frames..frames */
+    int feature_bins;
+    int channels;           /* decoder rows per segment */
+    int n_layers, n_heads, d_kv, max_len;
+    int vocab_size;
+} mt3_engine_dims;
+
+/* ABI 2: every entry is present (the core and the engine are built from one
+ * tree; the loader refuses a table with a NULL entry). */
 typedef struct mt3_engine_api {
     int abi_version; /* MT3_ENGINE_ABI_VERSION */
 
-    /* Load a TorchScript artifact.  Refuses files without mt3_infer.json or
-     * with another format_version (MT3_E_CHECKPOINT). */
+    /* Load a TorchScript artifact and its mt3_infer.json text (not parsed
+     * here).  Refuses files without mt3_infer.json or without the methods
+     * encode/step (MT3_E_CHECKPOINT).  The model is not usable until bound. */
     int (*model_load)(const char *path, const mt3_engine_load_opts *opts,
                       mt3_engine_model **out, mt3_error *err);
+    /* Bind the parsed dimensions, once, after model_load and before the model
+     * is shared (MT3_E_VALUE when out of range or already bound).  Sessions
+     * of an unbound model are refused. */
+    int (*model_bind)(mt3_engine_model *m, const mt3_engine_dims *dims, mt3_error *err);
     void (*model_free)(mt3_engine_model *m);
     /* The artifact's mt3_infer.json text (NUL-terminated, owned by the model). */
     const char *(*model_meta_json)(const mt3_engine_model *m);
     /* The resolved device string ("cpu", "cuda:0"), owned by the model. */
     const char *(*model_device)(const mt3_engine_model *m);
+    /* MT3_ENGINE_CAP_* flags of a loaded model. */
+    int (*model_caps)(const mt3_engine_model *m);
 
     /* Per-call state: caches sized for at most max_rows decoder rows. */
     int (*session_new)(const mt3_engine_model *m, int max_rows,
                        mt3_engine_session **out, mt3_error *err);
     void (*session_free)(mt3_engine_session *s);
-
-    /* Encode n_segments feature blocks (host float32, [n_segments, T, F]),
-     * compute cross K/V, reset the self-attention cache.  Active rows become
-     * n_segments * C in segment-major order. */
-    int (*encode)(mt3_engine_session *s, const float *features, int n_segments,
-                  mt3_error *err);
-
-    /* One greedy step over the active rows: tokens_in[n_active] at position
-     * pos; writes next ids to next_out[n_active]. */
-    int (*step)(mt3_engine_session *s, const int64_t *tokens_in, int pos,
-                int64_t *next_out, mt3_error *err);
-
-    /* Keep only the listed active rows (ascending indices into the current
-     * active set); their caches move with them. */
-    int (*keep_rows)(mt3_engine_session *s, const int32_t *rows, int n_rows,
-                     mt3_error *err);
-
-    /* Number of currently active rows. */
-    int (*active_rows)(const mt3_engine_session *s);
-
-    /* ---- Appended after the first draft of ABI 1 (callers must check for
-     * NULL before use; older tables end above). ---- */
-
-    /* Like encode, with an explicit frame count T' (1 <= T' <= meta
-     * "frames"; also >= meta "min_frames" when present).  Lets one MT3
-     * export serve MR-MT3 (256 frames) and MT3-PyTorch (257 frames). */
-    int (*encode_frames)(mt3_engine_session *s, const float *features, int n_segments,
-                         int frames, mt3_error *err);
-
     /* Intra-op threads for this session's calls (<= 0: the model's
      * setting).  Applied on the calling thread at every call. */
     int (*session_set_threads)(mt3_engine_session *s, int num_threads);
 
-    /* ---- Continuous batching (appended; NULL in older tables) ---- */
-
-    /* MT3_ENGINE_CAP_* flags of a loaded model. */
-    int (*model_caps)(const mt3_engine_model *m);
+    /* Encode n_segments feature blocks (host float32, [n_segments, T', F],
+     * min_frames <= T' <= frames: one MT3 export serves MR-MT3's 256 frames
+     * and MT3-PyTorch's 257), compute cross K/V, reset the self-attention
+     * cache.  Active rows become n_segments * C in segment-major order. */
+    int (*encode)(mt3_engine_session *s, const float *features, int n_segments, int frames,
+                  mt3_error *err);
 
     /* Encode n_segments more feature blocks (same frame count as the
      * session's encode) and append their rows after the active ones (the
@@ -142,16 +137,6 @@ typedef struct mt3_engine_api {
      * rows' self-attention cache is written from position 0 by their steps. */
     int (*append_rows)(mt3_engine_session *s, const float *features, int n_segments, int frames,
                        mt3_error *err);
-
-    /* One greedy step over the active rows in n_groups contiguous groups:
-     * group g is the next sizes[g] rows, all at position positions[g] (groups
-     * may be at different positions; each attends to its own 0..position).
-     * Needs MT3_ENGINE_CAP_STEP_GROUPS (else MT3_E_FRAMEWORK). */
-    int (*step_groups)(mt3_engine_session *s, const int64_t *tokens_in, int n_groups,
-                       const int32_t *sizes, const int32_t *positions, int64_t *next_out,
-                       mt3_error *err);
-
-    /* ---- Staged refills (appended; NULL in older tables) ---- */
 
     /* Encode n_segments more feature blocks (same frame count as the
      * session's encode, at most max_rows rows) into a pool kept beside the
@@ -164,6 +149,27 @@ typedef struct mt3_engine_api {
     /* Append the rows of the oldest n_segments staged segments after the
      * active ones, exactly as append_rows would have for those features. */
     int (*append_staged)(mt3_engine_session *s, int n_segments, mt3_error *err);
+
+    /* One greedy step over the active rows: tokens_in[n_active] at position
+     * pos; writes next ids to next_out[n_active]. */
+    int (*step)(mt3_engine_session *s, const int64_t *tokens_in, int pos,
+                int64_t *next_out, mt3_error *err);
+
+    /* One greedy step over the active rows in n_groups contiguous groups:
+     * group g is the next sizes[g] rows, all at position positions[g] (groups
+     * may be at different positions; each attends to its own 0..position).
+     * Needs MT3_ENGINE_CAP_STEP_GROUPS (else MT3_E_FRAMEWORK). */
+    int (*step_groups)(mt3_engine_session *s, const int64_t *tokens_in, int n_groups,
+                       const int32_t *sizes, const int32_t *positions, int64_t *next_out,
+                       mt3_error *err);
+
+    /* Keep only the listed active rows (ascending indices into the current
+     * active set); their caches move with them. */
+    int (*keep_rows)(mt3_engine_session *s, const int32_t *rows, int n_rows,
+                     mt3_error *err);
+
+    /* Number of currently active rows. */
+    int (*active_rows)(const mt3_engine_session *s);
 } mt3_engine_api;
 
 /* The exported module has step_groups (exporter "mt3-infer-export/2"). */

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,7 +47,8 @@ struct mt3_engine_model {
     int num_threads = 0;
     bool prepacked = false;
     bool step_groups = false;  // the module has step_groups (continuous batching)
-    // metadata
+    // dimensions bound by the loader (model_bind), from the parsed metadata
+    bool bound = false;
     int frames = 0, min_frames = 1, feature_bins = 0, channels = 1;
     int n_layers = 0, n_heads = 0, d_kv = 0, max_len = 0, vocab = 0;
 };
@@ -70,16 +72,54 @@ struct mt3_engine_session {
 
 namespace {
 
-int set_err(mt3_error *err, int code, const std::string &msg)
+// Error records.  Only the std::string overload allocates, and it is used
+// inside guarded() bodies alone (a bad_alloc there is caught); everything
+// outside a catch-all, and the catch handlers themselves, format into the
+// caller's fixed-size record without allocating.
+int set_err(mt3_error *err, int code, const char *msg)
 {
     if (err) {
         err->code = code;
-        std::snprintf(err->msg, sizeof err->msg, "%s", msg.c_str());
+        std::snprintf(err->msg, sizeof err->msg, "%s", msg ? msg : "");
     }
     return code;
 }
 
-// First line of a c10::Error (its what() carries a long C++ backtrace).
+int set_err(mt3_error *err, int code, const std::string &msg)
+{
+    return set_err(err, code, msg.c_str());
+}
+
+int set_errf(mt3_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int set_errf(mt3_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        err->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        std::vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+// "what: <first line of detail>", at most 700 bytes of the detail (a
+// c10::Error's what() carries a long C++ backtrace after its first line).
+int set_err_brief(mt3_error *err, int code, const char *what, const char *detail)
+{
+    if (err) {
+        const char *d = detail ? detail : "";
+        const char *nl = std::strchr(d, '\n');
+        int n = nl ? static_cast<int>(nl - d) : static_cast<int>(std::strlen(d));
+        if (n > 700)
+            n = 700;
+        err->code = code;
+        std::snprintf(err->msg, sizeof err->msg, "%s: %.*s", what, n, d);
+    }
+    return code;
+}
+
+// First line of a c10::Error, as a string (inside guarded bodies only).
 std::string brief(const char *what)
 {
     std::string s(what ? what : "");
@@ -91,217 +131,21 @@ std::string brief(const char *what)
     return s;
 }
 
-// Wrap a body: catch everything, map to a status.
+// Wrap a body: catch everything, map to a status (the handlers do not allocate).
 template <typename F>
 int guarded(mt3_error *err, int fail_code, const char *what, F &&body)
 {
     try {
         return body();
     } catch (const c10::Error &e) {
-        return set_err(err, fail_code, std::string(what) + ": " + brief(e.what_without_backtrace()));
+        return set_err_brief(err, fail_code, what, e.what_without_backtrace());
     } catch (const std::bad_alloc &) {
-        return set_err(err, MT3_E_NOMEM, std::string(what) + ": out of memory");
+        return set_err_brief(err, MT3_E_NOMEM, what, "out of memory");
     } catch (const std::exception &e) {
-        return set_err(err, fail_code, std::string(what) + ": " + brief(e.what()));
+        return set_err_brief(err, fail_code, what, e.what());
     } catch (...) {
-        return set_err(err, fail_code, std::string(what) + ": unknown C++ exception");
+        return set_err_brief(err, fail_code, what, "unknown C++ exception");
     }
-}
-
-// ---------------------------------------------------------------------------
-// A small reader for the flat mt3_infer.json object: top-level keys mapped
-// to their raw value text (nested values are skipped, not interpreted).
-// ---------------------------------------------------------------------------
-struct JsonScan {
-    const std::string &s;
-    size_t i = 0;
-    explicit JsonScan(const std::string &text) : s(text) {}
-
-    void ws()
-    {
-        while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i])))
-            ++i;
-    }
-    bool string(std::string *out)
-    {
-        if (i >= s.size() || s[i] != '"')
-            return false;
-        ++i;
-        std::string v;
-        while (i < s.size() && s[i] != '"') {
-            if (static_cast<unsigned char>(s[i]) < 0x20)
-                return false;
-            if (s[i] == '\\') {
-                if (++i >= s.size())
-                    return false;
-                char c = s[i];
-                if (c == 'u') {
-                    if (i + 4 >= s.size())
-                        return false;
-                    for (int k = 1; k <= 4; ++k)
-                        if (!std::isxdigit(static_cast<unsigned char>(s[i + k])))
-                            return false;
-                    v += '?';
-                    i += 4;
-                } else if (std::strchr("\"\\/bfnrt", c)) {
-                    v += c;
-                } else {
-                    return false;
-                }
-                ++i;
-                continue;
-            }
-            v += s[i++];
-        }
-        if (i >= s.size())
-            return false;
-        ++i;
-        if (out)
-            *out = v;
-        return true;
-    }
-    bool value(int depth)
-    {
-        ws();
-        if (i >= s.size() || depth > 32)
-            return false;
-        char c = s[i];
-        if (c == '"')
-            return string(nullptr);
-        if (c == '{' || c == '[') {
-            char close = c == '{' ? '}' : ']';
-            ++i;
-            ws();
-            if (i < s.size() && s[i] == close) {
-                ++i;
-                return true;
-            }
-            for (;;) {
-                if (c == '{') {
-                    ws();
-                    if (!string(nullptr))
-                        return false;
-                    ws();
-                    if (i >= s.size() || s[i] != ':')
-                        return false;
-                    ++i;
-                }
-                if (!value(depth + 1))
-                    return false;
-                ws();
-                if (i < s.size() && s[i] == ',') {
-                    ++i;
-                    continue;
-                }
-                if (i < s.size() && s[i] == close) {
-                    ++i;
-                    return true;
-                }
-                return false;
-            }
-        }
-        size_t start = i;
-        while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '-' ||
-                                s[i] == '+' || s[i] == '.'))
-            ++i;
-        return i > start;
-    }
-    // Parse the top-level object; fills raw text per key.
-    bool object(std::map<std::string, std::string> *out)
-    {
-        ws();
-        if (i >= s.size() || s[i] != '{')
-            return false;
-        ++i;
-        ws();
-        if (i < s.size() && s[i] == '}') {
-            ++i;
-            ws();
-            return i == s.size();
-        }
-        for (;;) {
-            ws();
-            std::string key;
-            if (!string(&key))
-                return false;
-            ws();
-            if (i >= s.size() || s[i] != ':')
-                return false;
-            ++i;
-            ws();
-            size_t start = i;
-            if (!value(0))
-                return false;
-            (*out)[key] = s.substr(start, i - start);
-            ws();
-            if (i < s.size() && s[i] == ',') {
-                ++i;
-                continue;
-            }
-            if (i < s.size() && s[i] == '}') {
-                ++i;
-                ws();
-                return i == s.size();
-            }
-            return false;
-        }
-    }
-};
-
-bool json_int(const std::map<std::string, std::string> &kv, const char *key, long lo, long hi,
-              int *out)
-{
-    auto it = kv.find(key);
-    if (it == kv.end())
-        return false;
-    const std::string &t = it->second;
-    if (t.empty() || t.size() > 18)
-        return false;
-    size_t k = (t[0] == '-') ? 1 : 0;
-    if (k >= t.size())
-        return false;
-    for (; k < t.size(); ++k)
-        if (!std::isdigit(static_cast<unsigned char>(t[k])))
-            return false;
-    long v = std::strtol(t.c_str(), nullptr, 10);
-    if (v < lo || v > hi)
-        return false;
-    *out = static_cast<int>(v);
-    return true;
-}
-
-int parse_meta(mt3_engine_model *m, mt3_error *err)
-{
-    std::map<std::string, std::string> kv;
-    JsonScan scan(m->meta_json);
-    if (!scan.object(&kv))
-        return set_err(err, MT3_E_CHECKPOINT, "mt3_infer.json in the model file is not a valid JSON object");
-    int version = 0;
-    if (!json_int(kv, "format_version", 0, 1 << 30, &version))
-        return set_err(err, MT3_E_CHECKPOINT, "mt3_infer.json has no integer format_version");
-    if (version != 1)
-        return set_err(err, MT3_E_CHECKPOINT,
-                       "exported model has format_version " + std::to_string(version) +
-                           "; this engine reads version 1. Re-export it with `mt3-infer export`.");
-    struct Field {
-        const char *key;
-        int *dst;
-        long lo, hi;
-    } fields[] = {
-        {"frames", &m->frames, 1, 1 << 20},       {"feature_bins", &m->feature_bins, 1, 1 << 20},
-        {"channels", &m->channels, 1, 4096},      {"n_layers", &m->n_layers, 1, 4096},
-        {"n_heads", &m->n_heads, 1, 4096},        {"d_kv", &m->d_kv, 1, 1 << 16},
-        {"max_len", &m->max_len, 1, 1 << 20},     {"vocab_size", &m->vocab, 1, 1 << 24},
-    };
-    for (const Field &f : fields)
-        if (!json_int(kv, f.key, f.lo, f.hi, f.dst))
-            return set_err(err, MT3_E_CHECKPOINT,
-                           std::string("mt3_infer.json: missing or invalid integer \"") + f.key + "\"");
-    m->min_frames = m->frames;
-    if (kv.count("min_frames") &&
-        !json_int(kv, "min_frames", 1, m->frames, &m->min_frames))
-        return set_err(err, MT3_E_CHECKPOINT, "mt3_infer.json: invalid \"min_frames\"");
-    return MT3_OK;
 }
 
 // Resolve "cpu" / "cuda" / "cuda:N" / "auto".
@@ -446,9 +290,6 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
                            std::string("'") + path +
                                "' carries no mt3_infer.json; it was not written by `mt3-infer export`. "
                                "Export the original checkpoint first.");
-        rc = parse_meta(m.get(), err);
-        if (rc)
-            return rc;
         for (const char *name : {"encode", "step"})
             if (!m->module.find_method(name))
                 return set_err(err, MT3_E_CHECKPOINT,
@@ -460,7 +301,7 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
         // CPU fp32: let the network keep oneDNN-packed copies of its decoder
         // weights (exported modules may offer prepack(batch_hint)).  Done
         // here, before the model is shared; failure keeps the plain path.
-        const char *no_prepack = std::getenv("MT3_NO_PREPACK");
+        const bool no_prepack = opts && opts->no_prepack;
         if (m->int8) {
             auto meth = m->module.find_method("prepack_int8");
             if (!meth)
@@ -475,7 +316,7 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
             } quiet;
             c10::WarningUtils::WarningHandlerGuard hush(&quiet);
             (*meth)({});
-        } else if (m->device.is_cpu() && m->dtype == at::kFloat && !(no_prepack && *no_prepack == '1')) {
+        } else if (m->device.is_cpu() && m->dtype == at::kFloat && !no_prepack) {
             if (auto meth = m->module.find_method("prepack")) {
                 try {
                     (*meth)({static_cast<int64_t>(16)});
@@ -498,6 +339,29 @@ void model_free(mt3_engine_model *m)
     }
 }
 
+int model_bind(mt3_engine_model *m, const mt3_engine_dims *d, mt3_error *err)
+{
+    if (!m || !d)
+        return set_err(err, MT3_E_VALUE, "model_bind: NULL argument");
+    if (m->bound)
+        return set_err(err, MT3_E_VALUE, "model_bind: the model is bound already");
+    if (d->frames < 1 || d->min_frames < 1 || d->min_frames > d->frames || d->feature_bins < 1 ||
+        d->channels < 1 || d->n_layers < 1 || d->n_heads < 1 || d->d_kv < 1 || d->max_len < 1 ||
+        d->vocab_size < 1)
+        return set_err(err, MT3_E_VALUE, "model_bind: dimensions out of range");
+    m->frames = d->frames;
+    m->min_frames = d->min_frames;
+    m->feature_bins = d->feature_bins;
+    m->channels = d->channels;
+    m->n_layers = d->n_layers;
+    m->n_heads = d->n_heads;
+    m->d_kv = d->d_kv;
+    m->max_len = d->max_len;
+    m->vocab = d->vocab_size;
+    m->bound = true;
+    return MT3_OK;
+}
+
 const char *model_meta_json(const mt3_engine_model *m)
 {
     return m ? m->meta_json.c_str() : "";
@@ -516,6 +380,8 @@ int session_new(const mt3_engine_model *m, int max_rows, mt3_engine_session **ou
         return set_err(err, MT3_E_VALUE, "session_new: NULL argument");
     if (max_rows < 1)
         return set_err(err, MT3_E_VALUE, "session_new: max_rows must be >= 1");
+    if (!m->bound)
+        return set_err(err, MT3_E_VALUE, "session_new: the model's dimensions are not bound (model_bind)");
     return guarded(err, MT3_E_INFERENCE, "session_new", [&]() -> int {
         auto s = std::make_unique<mt3_engine_session>();
         s->m = m;
@@ -583,23 +449,20 @@ int check_encode_args(mt3_engine_session *s, const float *features, int n_segmen
                       const char *what, mt3_error *err)
 {
     if (!s || !features)
-        return set_err(err, MT3_E_VALUE, std::string(what) + ": NULL argument");
+        return set_errf(err, MT3_E_VALUE, "%s: NULL argument", what);
     const mt3_engine_model *m = s->m;
     if (n_segments < 1)
-        return set_err(err, MT3_E_VALUE, std::string(what) + ": n_segments must be >= 1");
+        return set_errf(err, MT3_E_VALUE, "%s: n_segments must be >= 1", what);
     if (static_cast<long long>(n_segments) * m->channels + rows_in_use > s->max_rows)
-        return set_err(err, MT3_E_VALUE,
-                       std::string(what) + ": " + std::to_string(n_segments) + " segments exceed the session's " +
-                           std::to_string(s->max_rows) + " rows");
+        return set_errf(err, MT3_E_VALUE, "%s: %d segments exceed the session's %d rows", what, n_segments,
+                        s->max_rows);
     if (frames < m->min_frames || frames > m->frames)
-        return set_err(err, MT3_E_VALUE,
-                       std::string(what) + ": " + std::to_string(frames) +
-                           " frames per segment; this model accepts " + std::to_string(m->min_frames) + ".." +
-                           std::to_string(m->frames));
+        return set_errf(err, MT3_E_VALUE, "%s: %d frames per segment; this model accepts %d..%d", what, frames,
+                        m->min_frames, m->frames);
     return MT3_OK;
 }
 
-// The shared body of encode_frames, append_rows and stage_rows: encode, then `use` k/v.
+// The shared body of encode, append_rows and stage_rows: encode, then `use` k/v.
 template <class F>
 int encode_more(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err, F use)
 {
@@ -613,8 +476,7 @@ int encode_more(mt3_engine_session *s, const float *features, int n_segments, in
     });
 }
 
-int encode_frames(mt3_engine_session *s, const float *features, int n_segments, int frames,
-                  mt3_error *err)
+int encode(mt3_engine_session *s, const float *features, int n_segments, int frames, mt3_error *err)
 {
     int rc = check_encode_args(s, features, n_segments, frames, 0, "encode", err);
     if (rc)
@@ -683,11 +545,11 @@ int check_more_rows(mt3_engine_session *s, const float *features, int n_segments
                     const char *what, mt3_error *err)
 {
     if (!s)
-        return set_err(err, MT3_E_VALUE, std::string(what) + ": NULL session");
+        return set_errf(err, MT3_E_VALUE, "%s: NULL session", what);
     if (!s->encoded)
-        return set_err(err, MT3_E_VALUE, std::string(what) + ": call encode first");
+        return set_errf(err, MT3_E_VALUE, "%s: call encode first", what);
     if (frames != s->frames)
-        return set_err(err, MT3_E_VALUE, std::string(what) + ": frames differ from the session's encode");
+        return set_errf(err, MT3_E_VALUE, "%s: frames differ from the session's encode", what);
     return check_encode_args(s, features, n_segments, frames, in_use, what, err);
 }
 
@@ -723,13 +585,11 @@ int append_staged(mt3_engine_session *s, int n_segments, mt3_error *err)
         return set_err(err, MT3_E_VALUE, "append_staged: call encode first");
     const long long rows = static_cast<long long>(n_segments) * s->m->channels;
     if (n_segments < 1 || rows > s->pool_rows - s->pool_head)
-        return set_err(err, MT3_E_VALUE, "append_staged: " + std::to_string(n_segments) + " segments requested, " +
-                                             std::to_string((s->pool_rows - s->pool_head) / s->m->channels) +
-                                             " staged");
+        return set_errf(err, MT3_E_VALUE, "append_staged: %d segments requested, %d staged", n_segments,
+                        (s->pool_rows - s->pool_head) / s->m->channels);
     if (rows + s->active > s->max_rows)
-        return set_err(err, MT3_E_VALUE, "append_staged: " + std::to_string(n_segments) +
-                                             " segments exceed the session's " + std::to_string(s->max_rows) +
-                                             " rows");
+        return set_errf(err, MT3_E_VALUE, "append_staged: %d segments exceed the session's %d rows", n_segments,
+                        s->max_rows);
     return in_session(s, err, MT3_E_INFERENCE, "append_staged", [&]() -> int {
         const int r = static_cast<int>(rows);
         place_rows(s, s->pool_k.narrow(1, s->pool_head, r), s->pool_v.narrow(1, s->pool_head, r));
@@ -738,13 +598,6 @@ int append_staged(mt3_engine_session *s, int n_segments, mt3_error *err)
             s->pool_head = s->pool_rows = 0;
         return MT3_OK;
     });
-}
-
-int encode(mt3_engine_session *s, const float *features, int n_segments, mt3_error *err)
-{
-    if (!s)
-        return set_err(err, MT3_E_VALUE, "encode: NULL session");
-    return encode_frames(s, features, n_segments, s->m->frames, err);
 }
 
 // Grow the self cache along positions so that position `pos` fits (keeps 0..cap-1).
@@ -770,20 +623,22 @@ int check_step(mt3_engine_session *s, const int64_t *tokens_in, const char *what
 {
     const mt3_engine_model *m = s->m;
     if (!s->encoded || s->active < 1)
-        return set_err(err, MT3_E_VALUE, std::string(what) + ": no active rows (call encode first)");
+        return set_errf(err, MT3_E_VALUE, "%s: no active rows (call encode first)", what);
     for (int i = 0; i < s->active; ++i)
         if (tokens_in[i] < 0 || tokens_in[i] >= m->vocab)
-            return set_err(err, MT3_E_VALUE,
-                           std::string(what) + ": token id " + std::to_string(static_cast<long long>(tokens_in[i])) +
-                               " outside the vocabulary");
+            return set_errf(err, MT3_E_VALUE, "%s: token id %lld outside the vocabulary", what,
+                            static_cast<long long>(tokens_in[i]));
     return MT3_OK;
 }
 
 // Run the module's `method` over the active rows: (tokens, <middle...>,
 // self_k, self_v, cross_k, cross_v) -> next ids, after growing the self cache
 // to hold max_pos.  The shared body of step and step_groups.
-int run_step(mt3_engine_session *s, const int64_t *tokens_in, const char *method,
-             std::vector<c10::IValue> middle, int max_pos, int64_t *next_out, mt3_error *err)
+// `middle(args)` appends the method's arguments between the tokens and the
+// caches; it runs inside the catch-all (building IValues allocates).
+template <class Middle>
+int run_step(mt3_engine_session *s, const int64_t *tokens_in, const char *method, Middle &&middle, int max_pos,
+             int64_t *next_out, mt3_error *err)
 {
     const mt3_engine_model *m = s->m;
     return in_session(s, err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
@@ -792,8 +647,7 @@ int run_step(mt3_engine_session *s, const int64_t *tokens_in, const char *method
         at::Tensor tok = torch::from_blob(const_cast<int64_t *>(tokens_in), {n}, at::kLong);
         tok = m->device.is_cpu() ? tok.clone() : tok.to(m->device);
         std::vector<c10::IValue> args{tok};
-        for (auto &v : middle)
-            args.push_back(std::move(v));
+        middle(args);
         args.push_back(s->self_k.narrow(1, 0, n));
         args.push_back(s->self_v.narrow(1, 0, n));
         args.push_back(s->cross_k.narrow(1, 0, n));
@@ -815,14 +669,15 @@ int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next
         return set_err(err, MT3_E_VALUE, "step: NULL argument");
     const mt3_engine_model *m = s->m;
     if (pos < 0 || pos >= m->max_len)
-        return set_err(err, MT3_E_VALUE,
-                       "step: position " + std::to_string(pos) + " outside 0.." + std::to_string(m->max_len - 1));
+        return set_errf(err, MT3_E_VALUE, "step: position %d outside 0..%d", pos, m->max_len - 1);
     if (s->encoded && pos > s->last_pos + 1)
         return set_err(err, MT3_E_VALUE, "step: positions must be fed in order (skipped one)");
     int rc = check_step(s, tokens_in, "step", err);
     if (rc)
         return rc;
-    return run_step(s, tokens_in, "step", {static_cast<int64_t>(pos)}, pos, next_out, err);
+    return run_step(
+        s, tokens_in, "step", [&](std::vector<c10::IValue> &a) { a.emplace_back(static_cast<int64_t>(pos)); }, pos,
+        next_out, err);
 }
 
 int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, const int32_t *sizes,
@@ -842,22 +697,26 @@ int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, c
         return set_err(err, MT3_E_VALUE, "step_groups: bad group count");
     long long total = 0;
     int max_pos = 0;
-    c10::List<int64_t> sz, ps;
     for (int g = 0; g < n_groups; ++g) {
         if (sizes[g] < 1 || positions[g] < 0 || positions[g] >= m->max_len)
-            return set_err(err, MT3_E_VALUE,
-                           "step_groups: group " + std::to_string(g) + " has " + std::to_string(sizes[g]) +
-                               " rows at position " + std::to_string(positions[g]) + " (positions 0.." +
-                               std::to_string(m->max_len - 1) + ")");
+            return set_errf(err, MT3_E_VALUE, "step_groups: group %d has %d rows at position %d (positions 0..%d)",
+                            g, static_cast<int>(sizes[g]), static_cast<int>(positions[g]), m->max_len - 1);
         total += sizes[g];
         max_pos = std::max(max_pos, static_cast<int>(positions[g]));
-        sz.push_back(sizes[g]);
-        ps.push_back(positions[g]);
     }
     if (total != s->active)
-        return set_err(err, MT3_E_VALUE, "step_groups: group sizes add up to " + std::to_string(total) +
-                                             ", not the " + std::to_string(s->active) + " active rows");
-    return run_step(s, tokens_in, "step_groups", {sz, ps}, max_pos, next_out, err);
+        return set_errf(err, MT3_E_VALUE, "step_groups: group sizes add up to %lld, not the %d active rows", total,
+                        s->active);
+    auto middle = [&](std::vector<c10::IValue> &a) {
+        c10::List<int64_t> sz, ps;
+        for (int g = 0; g < n_groups; ++g) {
+            sz.push_back(sizes[g]);
+            ps.push_back(positions[g]);
+        }
+        a.emplace_back(std::move(sz));
+        a.emplace_back(std::move(ps));
+    };
+    return run_step(s, tokens_in, "step_groups", middle, max_pos, next_out, err);
 }
 
 int model_caps(const mt3_engine_model *m)
@@ -913,22 +772,22 @@ int session_set_threads(mt3_engine_session *s, int num_threads)
 const mt3_engine_api kApi = {
     MT3_ENGINE_ABI_VERSION,
     model_load,
+    model_bind,
     model_free,
     model_meta_json,
     model_device,
+    model_caps,
     session_new,
     session_free,
-    encode,
-    step,
-    keep_rows,
-    active_rows,
-    encode_frames,
     session_set_threads,
-    model_caps,
+    encode,
     append_rows,
-    step_groups,
     stage_rows,
     append_staged,
+    step,
+    step_groups,
+    keep_rows,
+    active_rows,
 };
 
 }  // namespace

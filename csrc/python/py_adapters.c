@@ -16,7 +16,7 @@
  *     The native half of MRMT3Adapter / MT3PyTorchAdapter / YourMT3Adapter
  *     (mt3_infer.adapters subclasses it together with MT3Base).  Holds one loaded network,
  *     shared read-only by every call; each call owns its engine session.
- *   ._load_export(engine_path, path, device, dtype, num_threads) -> meta json
+ *   ._load_export(engine_path, path, device, dtype, num_threads, prepack) -> meta json
  *   ._run(audio, sr, midi=True, notes=False, ...) -> (bytes|None, notes|None, stats|None)
  *   ._unload(), ._loaded, ._recipe, ._device
  *
@@ -55,18 +55,18 @@ static int dtype_code(const char *s, int *out)
 }
 
 /* Parse (engine_path, model_path, device="auto", dtype="float32",
- * num_threads=0), load the exported model with the GIL released and, when
+ * num_threads=0, prepack=True), load the exported model with the GIL released and, when
  * `recipe` is given, check that the network fits it.  0 and *out on success;
  * -1 with an exception set otherwise. */
 static int load_model_from_args(PyObject *args, PyObject *kw, const mt3_recipe *recipe, mt3_model **out)
 {
-    static char *kwlist[] = {"engine_path", "model_path", "device", "dtype", "num_threads", NULL};
+    static char *kwlist[] = {"engine_path", "model_path", "device", "dtype", "num_threads", "prepack", NULL};
     PyObject *engine_obj = Py_None, *model_obj = NULL;
     const char *device = "auto", *dtype = "float32";
-    int num_threads = 0;
+    int num_threads = 0, prepack = 1;
     *out = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO&|ssi", kwlist, &engine_obj, PyUnicode_FSConverter,
-                                     &model_obj, &device, &dtype, &num_threads))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO&|ssip", kwlist, &engine_obj, PyUnicode_FSConverter,
+                                     &model_obj, &device, &dtype, &num_threads, &prepack))
         return -1;
     PyObject *engine_bytes = NULL;
     if (engine_obj != Py_None && !PyUnicode_FSConverter(engine_obj, &engine_bytes)) {
@@ -80,7 +80,8 @@ static int load_model_from_args(PyObject *args, PyObject *kw, const mt3_recipe *
         PyErr_Format(PyExc_ValueError, "dtype must be 'float32', 'bfloat16', 'float16' or 'int8', got '%s'", dtype);
         return -1;
     }
-    mt3_engine_load_opts opts = {device, code, num_threads};
+    const mt3_engine_load_opts opts = {
+        .device = device, .dtype = code, .num_threads = num_threads, .no_prepack = !prepack};
     const char *epath = engine_bytes ? PyBytes_AS_STRING(engine_bytes) : NULL;
     const char *mpath = PyBytes_AS_STRING(model_obj);
     mt3_error err;
@@ -141,7 +142,7 @@ static PyObject *EngineModel_get_meta_json(EngineModelObject *self, void *closur
     (void)closure;
     if (check_loaded(self) < 0)
         return NULL;
-    return PyUnicode_FromString(self->model->api->model_meta_json(self->model->handle));
+    return PyUnicode_FromString(self->model->meta_json);
 }
 
 static PyObject *EngineModel_get_device(EngineModelObject *self, void *closure)
@@ -149,8 +150,7 @@ static PyObject *EngineModel_get_device(EngineModelObject *self, void *closure)
     (void)closure;
     if (check_loaded(self) < 0)
         return NULL;
-    const char *d = self->model->api->model_device ? self->model->api->model_device(self->model->handle) : "";
-    return PyUnicode_FromString(d ? d : "");
+    return PyUnicode_FromString(self->model->device);
 }
 
 /* Shared by the adapters: run the decode loop on a float32 feature block.
@@ -366,7 +366,7 @@ static PyObject *AdapterCore_load_export(AdapterCoreObject *self, PyObject *args
     model_ref *old = self->ref;
     self->ref = nr;
     model_ref_release(old);
-    return PyUnicode_FromString(m->api->model_meta_json(m->handle));
+    return PyUnicode_FromString(m->meta_json);
 }
 
 static PyObject *AdapterCore_unload(AdapterCoreObject *self, PyObject *noargs)
@@ -785,8 +785,7 @@ static PyObject *AdapterCore_get_device(AdapterCoreObject *self, void *closure)
     if (!self->ref)
         Py_RETURN_NONE;
     const mt3_model *m = self->ref->model;
-    const char *d = m->api->model_device ? m->api->model_device(m->handle) : "";
-    return PyUnicode_FromString(d ? d : "");
+    return PyUnicode_FromString(m->device);
 }
 
 static PyObject *AdapterCore_get_meta_json(AdapterCoreObject *self, void *closure)
@@ -795,7 +794,7 @@ static PyObject *AdapterCore_get_meta_json(AdapterCoreObject *self, void *closur
     if (!self->ref)
         Py_RETURN_NONE;
     const mt3_model *m = self->ref->model;
-    return PyUnicode_FromString(m->api->model_meta_json(m->handle));
+    return PyUnicode_FromString(m->meta_json);
 }
 
 static PyGetSetDef AdapterCore_getset[] = {
@@ -808,7 +807,7 @@ static PyGetSetDef AdapterCore_getset[] = {
 
 static PyMethodDef AdapterCore_methods[] = {
     {"_load_export", (PyCFunction)(void (*)(void))AdapterCore_load_export, METH_VARARGS | METH_KEYWORDS,
-     "_load_export(engine_path, model_path, device='auto', dtype='float32', num_threads=0) -> meta json\n"
+     "_load_export(engine_path, model_path, device='auto', dtype='float32', num_threads=0, prepack=True) -> meta json\n"
      "Load an exported network (GIL released) and check it fits the recipe."},
     {"_unload", (PyCFunction)AdapterCore_unload, METH_NOARGS, "Drop the loaded network."},
     {"_run", (PyCFunction)(void (*)(void))AdapterCore_run, METH_VARARGS | METH_KEYWORDS,

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _core, artifact, registry
-from .._engine import prepare_engine
+from .._engine import prepack_enabled, prepare_engine
 from ..base import MT3Base
 from ..exceptions import AudioError, FrameworkError
 from ..plot import NoteArray
@@ -152,7 +152,7 @@ class MT3AdapterBase(_core.AdapterCore, MT3Base):
         if dev == "mps":
             raise FrameworkError("device 'mps' is not supported by the libtorch engine; use 'cpu'")
         self._load_export(lib, exported, device=dev, dtype=self.dtype,
-                          num_threads=_opt_int("num_threads", self.num_threads))
+                          num_threads=_opt_int("num_threads", self.num_threads), prepack=prepack_enabled())
         self.checkpoint_path = os.fspath(checkpoint_path)
         self.exported_path = exported
         self._model_loaded = True
