@@ -172,7 +172,8 @@ FUZZ_SECONDS ?= 20
 CI_FUZZ_SECONDS ?= 12
 FUZZ_TARGETS := wav meta tokens midi py_unpickler py_download
 FUZZ_SRCS    := csrc/core/wav.c csrc/core/audio.c csrc/core/mt3_error.c csrc/core/codec.c \
-                csrc/core/notes.c csrc/core/midi.c csrc/core/engine_loader.c
+                csrc/core/notes.c csrc/core/midi.c csrc/core/engine_loader.c csrc/core/features.c \
+                csrc/core/decode.c csrc/core/pipeline.c
 fuzzdeps:
 	@if ! command -v clang >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
 	        >/dev/null 2>&1; then \
@@ -184,7 +185,7 @@ fuzz: sysdeps fuzzdeps venv
 	@mkdir -p build/fuzz
 	@for t in $(filter-out py_%,$(FUZZ_TARGETS)); do \
 	    clang -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	        -Icsrc csrc/fuzz/fuzz_$$t.c $(FUZZ_SRCS) $$(pkg-config --cflags --libs soxr) -lm -ldl -lpthread \
+	        -Icsrc csrc/fuzz/fuzz_$$t.c $(FUZZ_SRCS) $$(pkg-config --cflags --libs soxr kissfft-float) -lm -ldl -lpthread \
 	        -o build/fuzz/fuzz_$$t || exit 1; \
 	done
 	$(PY) tools/fuzz/run.py --seconds $(FUZZ_SECONDS) --python $(PY) $(FUZZ_TARGETS)

@@ -221,7 +221,7 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
     memset(out, 0, sizeof *out);
     const mt3_model_meta *meta = &m->meta;
     const mt3_engine_api *api = m->api;
-    mt3_decode_opts o = {0, 0, 0, NULL, NULL, NULL, 0};
+    mt3_decode_opts o = {0};
     if (opts)
         o = *opts;
     if (n_segments < 0)

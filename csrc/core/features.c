@@ -24,10 +24,19 @@
 #define MAX_THREADS 64
 
 static const mt3_preset_info INFO[MT3_PRESET_COUNT] = {
-    {"mr_mt3", 16000, NFFT, MT3_HOP, MT3_SEG, 256, N_MELS, 2.048},
-    {"mt3_pytorch", 16000, NFFT, MT3_HOP, MT3_SEG, 257, N_MELS, 2.048},
-    {"mt3_reference", 16000, NFFT, MT3_HOP, MT3_SEG, 256, N_MELS, 2.048},
-    {"yourmt3", 16000, NFFT, 300, 32767, 110, 1024, 32767.0 / 16000.0},
+    [MT3_PRESET_MR_MT3] = {.name = "mr_mt3", .sample_rate = 16000, .n_fft = NFFT, .hop = MT3_HOP,
+                           .segment_samples = MT3_SEG, .n_frames = 256, .n_bins = N_MELS,
+                           .segment_seconds = 2.048, .resampler = MT3_RESAMPLE_SINC},
+    [MT3_PRESET_MT3_PYTORCH] = {.name = "mt3_pytorch", .sample_rate = 16000, .n_fft = NFFT, .hop = MT3_HOP,
+                                .segment_samples = MT3_SEG, .n_frames = 257, .n_bins = N_MELS,
+                                .segment_seconds = 2.048, .resampler = MT3_RESAMPLE_SOXR_HQ},
+    [MT3_PRESET_MT3_REFERENCE] = {.name = "mt3_reference", .sample_rate = 16000, .n_fft = NFFT,
+                                  .hop = MT3_HOP, .segment_samples = MT3_SEG, .n_frames = 256,
+                                  .n_bins = N_MELS, .segment_seconds = 2.048,
+                                  .resampler = MT3_RESAMPLE_SOXR_HQ},
+    [MT3_PRESET_YOURMT3] = {.name = "yourmt3", .sample_rate = 16000, .n_fft = NFFT, .hop = 300,
+                            .segment_samples = 32767, .n_frames = 110, .n_bins = 1024,
+                            .segment_seconds = 32767.0 / 16000.0, .resampler = MT3_RESAMPLE_SINC},
 };
 
 static int preset_ok(mt3_preset p)

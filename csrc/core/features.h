@@ -38,6 +38,7 @@
 
 #include <stddef.h>
 
+#include "core/audio.h"
 #include "core/mt3_error.h"
 
 typedef enum mt3_preset {
@@ -68,6 +69,9 @@ typedef struct mt3_preset_info {
     int n_frames;           /* frames per segment in the output: 256, 257, 256, 110 */
     int n_bins;             /* 512 mel bands, or 1024 linear bins */
     double segment_seconds; /* nominal segment duration: 2.048 or 2.0479375 */
+    mt3_resampler resampler; /* how audio at other rates is brought to 16 kHz for these features, as
+                                their upstream does: librosa's soxr_hq for MT3-PyTorch's (and the
+                                reference) spectrogram, torchaudio's sinc for MR-MT3's and YourMT3's */
 } mt3_preset_info;
 
 typedef struct mt3_features {

@@ -649,18 +649,6 @@ done:
 
 /* ------------------------------------------------------------------------ */
 
-mt3_midi_style mt3_scheme_midi_style(mt3_scheme s)
-{
-    switch (s) {
-    case MT3_SCHEME_MR_MT3:
-        return MT3_MIDI_MR_MT3;
-    case MT3_SCHEME_YOURMT3:
-        return MT3_MIDI_YOURMT3;
-    default:
-        return MT3_MIDI_PRETTY;
-    }
-}
-
 int mt3_midi_write_ex(mt3_midi_style st, const mt3_note *notes, size_t n, unsigned flags,
                       uint8_t **bytes, size_t *len, mt3_auto_filter_action *af, mt3_error *err)
 {
@@ -716,27 +704,4 @@ int mt3_midi_write(mt3_midi_style st, const mt3_note *notes, size_t n, unsigned 
                    uint8_t **bytes, size_t *len, mt3_error *err)
 {
     return mt3_midi_write_ex(st, notes, n, flags, bytes, len, NULL, err);
-}
-
-int mt3_tokens_to_midi(mt3_scheme s, const int64_t *tokens, size_t n_segments,
-                       size_t n_channels, size_t length, const double *segment_starts,
-                       unsigned decode_flags, unsigned midi_flags, mt3_notes *notes_out,
-                       uint8_t **bytes, size_t *len, mt3_error *err)
-{
-    mt3_notes local = {0};
-    mt3_notes *dst = notes_out ? notes_out : &local;
-    size_t n0 = dst->n;
-    if (bytes)
-        *bytes = NULL;
-    if (len)
-        *len = 0;
-    int rc = mt3_decode_tokens(s, tokens, n_segments, n_channels, length, segment_starts,
-                               decode_flags, dst, err);
-    if (!rc)
-        rc = mt3_midi_write(mt3_scheme_midi_style(s), dst->n > n0 ? dst->items + n0 : NULL, dst->n - n0,
-                            midi_flags, bytes, len, err);
-    if (rc && notes_out)
-        notes_out->n = n0;
-    mt3_notes_free(&local);
-    return rc;
 }

@@ -68,17 +68,4 @@ int mt3_midi_write(mt3_midi_style st, const mt3_note *notes, size_t n, unsigned 
 int mt3_midi_write_ex(mt3_midi_style st, const mt3_note *notes, size_t n, unsigned flags,
                       uint8_t **bytes, size_t *len, mt3_auto_filter_action *af, mt3_error *err);
 
-/* The writer each adapter uses: MT3-PyTorch -> PRETTY, MR-MT3 -> MR_MT3,
- * YourMT3 -> YOURMT3. */
-mt3_midi_style mt3_scheme_midi_style(mt3_scheme s);
-
-/* One call for the adapters: decode tokens (as mt3_decode_tokens) and write them
- * with the scheme's own writer, notes passed in the scheme's order, so the bytes
- * equal the anchor's.  midi_flags: e.g. MT3_MIDI_AUTO_FILTER for MT3-PyTorch's
- * default.  notes_out (may be NULL) receives the notes, unsorted, appended. */
-int mt3_tokens_to_midi(mt3_scheme s, const int64_t *tokens, size_t n_segments,
-                       size_t n_channels, size_t length, const double *segment_starts,
-                       unsigned decode_flags, unsigned midi_flags, mt3_notes *notes_out,
-                       uint8_t **bytes, size_t *len, mt3_error *err);
-
 #endif

@@ -5,19 +5,61 @@
 #include <time.h>
 
 static const mt3_recipe k_recipes[] = {
-    {"mr_mt3", "mt3", "mt3.pth", MT3_VOCAB_SIZE_MT3, 0, MT3_PRESET_MR_MT3, -1, MT3_RESAMPLE_SINC,
-     MT3_SCHEME_MR_MT3, MT3_MIDI_MR_MT3, 0u},
-    {"mt3_pytorch", "mt3", "mt3.pth", MT3_VOCAB_SIZE_MT3, 0, MT3_PRESET_MT3_PYTORCH, MT3_RESAMPLE_SOXR_HQ,
-     MT3_RESAMPLE_SOXR_HQ, MT3_SCHEME_MT3_PYTORCH, MT3_MIDI_PRETTY, MT3_MIDI_AUTO_FILTER},
-    {"yourmt3", "yourmt3", "last.ckpt", MT3_VOCAB_SIZE_YOURMT3, 8, MT3_PRESET_YOURMT3, MT3_RESAMPLE_SINC,
-     MT3_RESAMPLE_SINC, MT3_SCHEME_YOURMT3, MT3_MIDI_YOURMT3, 0u},
+    [MT3_RECIPE_MR_MT3] = {.name = "mr_mt3", .family = "mt3", .source = "mt3.pth",
+                           .vocab_size = MT3_VOCAB_SIZE_MT3, .default_batch = 0, .preset = MT3_PRESET_MR_MT3,
+                           .refuse_resample = 1, .scheme = MT3_SCHEME_MR_MT3, .midi = MT3_MIDI_MR_MT3,
+                           .default_midi_flags = 0u},
+    [MT3_RECIPE_MT3_PYTORCH] = {.name = "mt3_pytorch", .family = "mt3", .source = "mt3.pth",
+                                .vocab_size = MT3_VOCAB_SIZE_MT3, .default_batch = 0,
+                                .preset = MT3_PRESET_MT3_PYTORCH, .refuse_resample = 0,
+                                .scheme = MT3_SCHEME_MT3_PYTORCH, .midi = MT3_MIDI_PRETTY,
+                                .default_midi_flags = MT3_MIDI_AUTO_FILTER},
+    [MT3_RECIPE_YOURMT3] = {.name = "yourmt3", .family = "yourmt3", .source = "last.ckpt",
+                            .vocab_size = MT3_VOCAB_SIZE_YOURMT3, .default_batch = 8,
+                            .preset = MT3_PRESET_YOURMT3, .refuse_resample = 0, .scheme = MT3_SCHEME_YOURMT3,
+                            .midi = MT3_MIDI_YOURMT3, .default_midi_flags = 0u},
 };
+
+#define N_RECIPES (sizeof k_recipes / sizeof k_recipes[0])
 
 const mt3_recipe *mt3_recipe_get(mt3_recipe_id id)
 {
-    if ((int)id < 0 || (size_t)id >= sizeof k_recipes / sizeof k_recipes[0])
+    if ((int)id < 0 || (size_t)id >= N_RECIPES)
         return NULL;
     return &k_recipes[id];
+}
+
+const mt3_recipe *mt3_recipe_for_scheme(mt3_scheme s)
+{
+    for (size_t i = 0; i < N_RECIPES; i++)
+        if (k_recipes[i].scheme == s)
+            return &k_recipes[i];
+    return NULL;
+}
+
+int mt3_recipe_tokens_to_midi(const mt3_recipe *r, const int64_t *tokens, size_t n_segments,
+                              size_t n_channels, size_t length, const double *segment_starts,
+                              unsigned decode_flags, unsigned midi_flags, mt3_notes *notes_out,
+                              uint8_t **bytes, size_t *len, mt3_error *err)
+{
+    if (bytes)
+        *bytes = NULL;
+    if (len)
+        *len = 0;
+    if (!r)
+        return mt3_error_set(err, MT3_E_VALUE, "mt3_recipe_tokens_to_midi: NULL recipe");
+    mt3_notes local = {0};
+    mt3_notes *dst = notes_out ? notes_out : &local;
+    size_t n0 = dst->n;
+    int rc = mt3_decode_tokens(r->scheme, tokens, n_segments, n_channels, length, segment_starts,
+                               decode_flags, dst, err);
+    if (!rc)
+        rc = mt3_midi_write(r->midi, dst->n > n0 ? dst->items + n0 : NULL, dst->n - n0, midi_flags, bytes,
+                            len, err);
+    if (rc && notes_out)
+        notes_out->n = n0;
+    mt3_notes_free(&local);
+    return rc;
 }
 
 int mt3_recipe_check_model(const mt3_recipe *r, const mt3_model *m, mt3_error *err)
@@ -186,19 +228,15 @@ static int prepare_input(const mt3_recipe *r, const mt3_run_opts *o, const mt3_a
     int rc = mt3_audio_check_sr(sr, err);
     if (rc)
         return rc;
-    int resampler = r->resampler;
-    if (sr != MT3_AUDIO_TARGET_SR && resampler < 0) {
+    if (sr != MT3_AUDIO_TARGET_SR && r->refuse_resample) {
         if (!o->allow_resample)
             return mt3_error_set(err, MT3_E_AUDIO,
                                  "%s expects 16000 Hz audio (got sr=%d) and, like mt3-infer 0.2.0, "
                                  "does not resample; resample first (mt3_infer.load_audio returns "
                                  "16 kHz) or create the adapter with resample=True",
                                  r->name, sr);
-        resampler = r->relaxed_resampler;
     }
-    if (resampler < 0)
-        resampler = MT3_RESAMPLE_SOXR_HQ;
-    return mt3_audio_prepare(audio, sr, (mt3_resampler)resampler, mono, n, err);
+    return mt3_audio_prepare(audio, sr, mt3_preset_get_info(r->preset)->resampler, mono, n, err);
 }
 
 /* Generated length of one token row: up to and including its EOS (the
@@ -362,7 +400,7 @@ int mt3_pipeline_run_many(const mt3_recipe *r, const mt3_model *m, int n_inputs,
         if (drc)
             ;
         else if (o.want_midi)
-            drc = mt3_tokens_to_midi(r->scheme, base, (size_t)in[i].nseg, (size_t)C, (size_t)length, NULL,
+            drc = mt3_recipe_tokens_to_midi(r, base, (size_t)in[i].nseg, (size_t)C, (size_t)length, NULL,
                                      o.decode_flags, o.midi_flags, o.want_notes ? &res->notes : NULL,
                                      &res->midi, &res->midi_len, &errs[i]);
         else if (o.want_notes)

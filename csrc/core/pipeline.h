@@ -53,16 +53,33 @@ typedef struct mt3_recipe {
     const char *source;       /* the original checkpoint exported for it (error messages) */
     int32_t vocab_size;       /* output ids the network must have */
     int default_batch;        /* segments per batch when the caller says 0; 0: all */
-    mt3_preset preset;        /* spectrogram preset */
-    int resampler;            /* mt3_resampler for sr != 16000, or -1: refuse */
-    int relaxed_resampler;    /* used instead of refusing when allow_resample is set */
+    mt3_preset preset;        /* spectrogram preset; audio at other rates is resampled the
+                                 preset's way (mt3_preset_info.resampler) */
+    int refuse_resample;      /* sr != 16000 is an error unless allow_resample (MR-MT3, as 0.2.0) */
     mt3_scheme scheme;        /* token -> note rules */
     mt3_midi_style midi;      /* MIDI writer */
     unsigned default_midi_flags; /* the anchor's defaults (MT3_MIDI_AUTO_FILTER for mt3_pytorch) */
 } mt3_recipe;
 
+/* The recipe table is the one place that decides, per adapter, the network
+ * family, preset (and with it the resampler), token scheme, MIDI writer and
+ * defaults; everything else asks it. */
+
 /* The recipe table entry, or NULL for an unknown id. */
 const mt3_recipe *mt3_recipe_get(mt3_recipe_id id);
+
+/* The recipe whose token scheme is `s` (each scheme belongs to one), or NULL. */
+const mt3_recipe *mt3_recipe_for_scheme(mt3_scheme s);
+
+/* Decode tokens (as mt3_decode_tokens, with the recipe's scheme) and write
+ * them with the recipe's MIDI writer, notes passed in the scheme's order, so
+ * the bytes equal the anchor's.  midi_flags: e.g. MT3_MIDI_AUTO_FILTER for
+ * MT3-PyTorch's default.  notes_out (may be NULL) receives the notes,
+ * unsorted, appended. */
+int mt3_recipe_tokens_to_midi(const mt3_recipe *r, const int64_t *tokens, size_t n_segments,
+                              size_t n_channels, size_t length, const double *segment_starts,
+                              unsigned decode_flags, unsigned midi_flags, mt3_notes *notes_out,
+                              uint8_t **bytes, size_t *len, mt3_error *err);
 
 /* Check that a loaded network fits a recipe (family, feature bins, frame
  * range, vocabulary, channels); MT3_E_CHECKPOINT naming the mismatch. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/midi.h"
+#include "core/pipeline.h"
 #include "core/notes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -35,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = 0;
     mt3_error err;
     mt3_error_clear(&err);
-    if (mt3_tokens_to_midi(s, tok, n_seg, ch, length, NULL, mt3_decode_corrected_flags(s), midi_flags, &notes,
-                           &bytes, &len, &err) == MT3_OK)
+    if (mt3_recipe_tokens_to_midi(mt3_recipe_for_scheme(s), tok, n_seg, ch, length, NULL,
+                                  mt3_decode_corrected_flags(s), midi_flags, &notes, &bytes, &len, &err) == MT3_OK)
         free(bytes);
     mt3_notes_free(&notes);
     free(tok);

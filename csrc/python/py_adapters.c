@@ -182,7 +182,8 @@ PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int ba
         Py_DECREF(arr);
         return PyErr_Format(PyExc_ValueError, "features too large");
     }
-    mt3_decode_opts opts = {batch_size, max_new_tokens, num_threads, NULL, NULL, NULL, drain_only};
+    const mt3_decode_opts opts = {.batch_size = batch_size, .max_new_tokens = max_new_tokens,
+                                  .num_threads = num_threads, .drain_only = drain_only};
     mt3_tokens toks;
     memset(&toks, 0, sizeof toks);
     mt3_error err;

@@ -18,6 +18,7 @@
 #include "core/codec.h"
 #include "core/midi.h"
 #include "core/notes.h"
+#include "core/pipeline.h"
 
 /* ---- name parsing -------------------------------------------------------- */
 
@@ -366,8 +367,8 @@ static PyObject *decode_common(PyObject *args, PyObject *kw, int want_midi)
     int rc;
     Py_BEGIN_ALLOW_THREADS;
     if (want_midi)
-        rc = mt3_tokens_to_midi(s, tp, nseg, nch, len, sp, flags, mflags, &notes, &bytes, &nbytes,
-                                &err);
+        rc = mt3_recipe_tokens_to_midi(mt3_recipe_for_scheme(s), tp, nseg, nch, len, sp, flags, mflags,
+                                       &notes, &bytes, &nbytes, &err);
     else {
         rc = mt3_decode_tokens(s, tp, nseg, nch, len, sp, flags, &notes, &err);
         if (!rc && sort)

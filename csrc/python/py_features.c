@@ -129,15 +129,6 @@ static int parse_stage(PyObject *o, mt3_feature_stage *st)
     return 0;
 }
 
-/* The resampler a preset's model uses when sr != 16000: MT3-PyTorch resamples
- * with librosa (soxr_hq); YourMT3 and the anchor's load_audio use torchaudio's
- * sinc resampler. */
-static mt3_resampler default_resampler(mt3_preset p)
-{
-    return (p == MT3_PRESET_MT3_PYTORCH || p == MT3_PRESET_MT3_REFERENCE) ? MT3_RESAMPLE_SOXR_HQ
-                                                                           : MT3_RESAMPLE_SINC;
-}
-
 static PyObject *py_compute_features(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
@@ -166,7 +157,7 @@ static PyObject *py_compute_features(PyObject *self, PyObject *args, PyObject *k
     if (mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
     if ((sr_o && mt3py_parse_sr(sr_o, &sr) < 0) || (preset_o && parse_preset(preset_o, &preset) < 0) ||
-        parse_threads(nt_o, &nt) < 0 || parse_resampler(rs_o, 1, default_resampler(preset), &rs) < 0 ||
+        parse_threads(nt_o, &nt) < 0 || parse_resampler(rs_o, 1, mt3_preset_get_info(preset)->resampler, &rs) < 0 ||
         parse_stage(stage_o, &stage) < 0) {
         Py_DECREF(keep);
         return NULL;
