@@ -56,16 +56,9 @@ __all__ = [
 ]
 
 #: Notes: times in seconds, sorted by (onset, pitch, program) unless noted.
-NOTE_DTYPE = np.dtype(
-    [
-        ("onset", "f8"),
-        ("offset", "f8"),
-        ("pitch", "i4"),
-        ("velocity", "i4"),
-        ("program", "i4"),
-        ("is_drum", "?"),
-    ]
-)
+#: Fields onset, offset (f8), pitch, velocity, program (i4), is_drum (?),
+#: packed; defined once in the native module, which builds every note array.
+NOTE_DTYPE = _core.NOTE_DTYPE
 
 SCHEMES = ("mt3_pytorch", "mr_mt3", "yourmt3")
 MIDI_STYLES = ("mr_mt3", "pretty", "yourmt3")

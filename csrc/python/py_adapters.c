@@ -379,44 +379,6 @@ static PyObject *AdapterCore_unload(AdapterCoreObject *self, PyObject *noargs)
     Py_RETURN_NONE;
 }
 
-static PyArray_Descr *note_descr_new(void)
-{
-    PyObject *spec = Py_BuildValue("[(ss)(ss)(ss)(ss)(ss)(ss)]", "onset", "<f8", "offset", "<f8", "pitch",
-                                   "<i4", "velocity", "<i4", "program", "<i4", "is_drum", "?");
-    if (!spec)
-        return NULL;
-    PyArray_Descr *d = NULL;
-    int ok = PyArray_DescrConverter(spec, &d);
-    Py_DECREF(spec);
-    return ok ? d : NULL;
-}
-
-static PyObject *notes_array(const mt3_notes *nl)
-{
-    PyArray_Descr *d = note_descr_new();
-    if (!d)
-        return NULL;
-    npy_intp dims[1] = {(npy_intp)nl->n};
-    PyArrayObject *a = (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, d, 1, dims, NULL, NULL, 0, NULL);
-    if (!a)
-        return NULL;
-    if (PyArray_ITEMSIZE(a) != 29) {
-        Py_DECREF(a);
-        PyErr_SetString(PyExc_RuntimeError, "mt3_infer internal error: unexpected note dtype size");
-        return NULL;
-    }
-    char *p = PyArray_BYTES(a);
-    for (size_t i = 0; i < nl->n; i++, p += 29) {
-        const mt3_note *v = &nl->items[i];
-        int32_t iv[3] = {v->pitch, v->velocity, v->program};
-        memcpy(p, &v->onset, 8);
-        memcpy(p + 8, &v->offset, 8);
-        memcpy(p + 16, iv, 12);
-        p[28] = (char)(v->is_drum ? 1 : 0);
-    }
-    return (PyObject *)a;
-}
-
 /* Progress / Ctrl-C bridge for _run: the decoder calls run_progress_cb on
  * the calling thread (GIL released); it takes the GIL, calls the user's
  * callable (if any) and, on the main thread, runs pending signal handlers.
@@ -476,27 +438,6 @@ static int run_progress_cb(void *user, int segments_done, int segments_total, in
     return stop;
 }
 
-/* Whether the calling thread is Python's main thread (signal handlers run
- * only there).  On any lookup failure: yes (PyErr_CheckSignals is a no-op
- * elsewhere anyway). */
-static int on_main_thread(void)
-{
-    PyObject *threading = PyImport_ImportModule("threading");
-    PyObject *main = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
-    PyObject *ident = main ? PyObject_GetAttrString(main, "ident") : NULL;
-    int yes = 1;
-    if (ident && PyLong_Check(ident)) {
-        unsigned long id = PyLong_AsUnsignedLong(ident);
-        if (!PyErr_Occurred())
-            yes = id == PyThread_get_thread_ident();
-    }
-    PyErr_Clear();
-    Py_XDECREF(ident);
-    Py_XDECREF(main);
-    Py_XDECREF(threading);
-    return yes;
-}
-
 /* (midi bytes | None, notes | None, stats | None) of one result. */
 static PyObject *result_tuple(const mt3_run_result *res, int want_midi, int want_notes, int stats)
 {
@@ -506,7 +447,7 @@ static PyObject *result_tuple(const mt3_run_result *res, int want_midi, int want
     else
         midi_obj = Py_NewRef(Py_None);
     if (midi_obj)
-        notes_obj = want_notes ? notes_array(&res->notes) : Py_NewRef(Py_None);
+        notes_obj = want_notes ? mt3py_notes_array(res->notes.items, res->notes.n) : Py_NewRef(Py_None);
     if (notes_obj) {
         if (stats)
             stats_obj = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:d,s:n,s:d,s:d,s:d,s:d}", "segments",
@@ -681,7 +622,7 @@ static PyObject *adapter_run(AdapterCoreObject *self, PyObject *args, PyObject *
         run_progress prog;
         memset(&prog, 0, sizeof prog);
         prog.callable = progress == Py_None ? NULL : progress;
-        prog.check_signals = on_main_thread();
+        prog.check_signals = mt3py_on_main_thread();
         if (prog.callable || prog.check_signals) {
             o.progress = run_progress_cb;
             o.progress_user = &prog;

@@ -174,46 +174,6 @@ static int starts_array(PyObject *obj, npy_intp n, PyArrayObject **out)
     return *out ? 0 : -1;
 }
 
-static PyArray_Descr *note_descr(void)
-{
-    PyObject *spec = Py_BuildValue("[(ss)(ss)(ss)(ss)(ss)(ss)]", "onset", "<f8", "offset", "<f8",
-                                   "pitch", "<i4", "velocity", "<i4", "program", "<i4",
-                                   "is_drum", "?");
-    if (!spec)
-        return NULL;
-    PyArray_Descr *d = NULL;
-    int ok = PyArray_DescrConverter(spec, &d);
-    Py_DECREF(spec);
-    return ok ? d : NULL;
-}
-
-/* notes -> structured array (packed: 0, 8, 16, 20, 24, 28; 29 bytes) */
-static PyObject *notes_to_array(const mt3_note *v, size_t n)
-{
-    PyArray_Descr *d = note_descr();
-    if (!d)
-        return NULL;
-    npy_intp dims[1] = {(npy_intp)n};
-    PyArrayObject *a =
-        (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, d, 1, dims, NULL, NULL, 0, NULL);
-    if (!a)
-        return NULL;
-    if (PyArray_ITEMSIZE(a) != 29) {
-        Py_DECREF(a);
-        PyErr_SetString(PyExc_RuntimeError, "mt3_infer internal error: unexpected note dtype");
-        return NULL;
-    }
-    char *p = PyArray_BYTES(a);
-    for (size_t i = 0; i < n; i++, p += 29) {
-        int32_t iv[3] = {v[i].pitch, v[i].velocity, v[i].program};
-        memcpy(p, &v[i].onset, 8);
-        memcpy(p + 8, &v[i].offset, 8);
-        memcpy(p + 16, iv, 12);
-        p[28] = (char)(v[i].is_drum ? 1 : 0);
-    }
-    return (PyObject *)a;
-}
-
 /* One field of a structured note array as a contiguous 1-d array of `type`. */
 static PyArrayObject *note_field(PyObject *notes, const char *name, int want_int)
 {
@@ -382,7 +342,7 @@ static PyObject *decode_common(PyObject *args, PyObject *kw, int want_midi)
         mt3py_raise(&err);
         goto done;
     }
-    PyObject *arr = notes_to_array(notes.items, notes.n);
+    PyObject *arr = mt3py_notes_array(notes.items, notes.n);
     if (!arr)
         goto done;
     if (!want_midi) {

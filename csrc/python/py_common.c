@@ -3,30 +3,135 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
-static PyObject *exception_class(const char *name)
+/* ---- module state (see py_common.h) ------------------------------------ */
+
+static const char *const k_exc_names[MT3PY_N_EXC] = {
+    [MT3PY_AUDIO_ERROR] = "AudioError",
+    [MT3PY_CHECKPOINT_ERROR] = "CheckpointError",
+    [MT3PY_FRAMEWORK_ERROR] = "FrameworkError",
+    [MT3PY_INFERENCE_ERROR] = "InferenceError",
+};
+
+/* The note record: one definition, from which the dtype and the packing
+ * offsets of mt3py_notes_array both follow. */
+enum { NOTE_ONSET, NOTE_OFFSET, NOTE_PITCH, NOTE_VELOCITY, NOTE_PROGRAM, NOTE_IS_DRUM, NOTE_N_FIELDS };
+static const struct {
+    const char *name, *format;
+    size_t size;
+} k_note_fields[NOTE_N_FIELDS] = {
+    [NOTE_ONSET] = {"onset", "<f8", 8},     [NOTE_OFFSET] = {"offset", "<f8", 8},
+    [NOTE_PITCH] = {"pitch", "<i4", 4},     [NOTE_VELOCITY] = {"velocity", "<i4", 4},
+    [NOTE_PROGRAM] = {"program", "<i4", 4}, [NOTE_IS_DRUM] = {"is_drum", "?", 1},
+};
+
+static struct {
+    int ready;
+    PyObject *exc[MT3PY_N_EXC];
+    PyArray_Descr *note_descr;
+    size_t note_offset[NOTE_N_FIELDS], note_size;
+    unsigned long main_thread;
+} g_state;
+
+int mt3py_state_init(PyObject *module)
 {
+    if (g_state.ready)
+        return 0;
     PyObject *mod = PyImport_ImportModule("mt3_infer.exceptions");
     if (!mod)
-        return NULL;
-    PyObject *cls = PyObject_GetAttrString(mod, name);
+        return -1;
+    for (int i = 0; i < MT3PY_N_EXC; i++) {
+        g_state.exc[i] = PyObject_GetAttrString(mod, k_exc_names[i]);
+        if (!g_state.exc[i]) {
+            Py_DECREF(mod);
+            return -1;
+        }
+    }
     Py_DECREF(mod);
-    return cls;
+    PyObject *spec = PyList_New(NOTE_N_FIELDS);
+    if (!spec)
+        return -1;
+    size_t off = 0;
+    for (int i = 0; i < NOTE_N_FIELDS; i++) {
+        PyObject *f = Py_BuildValue("(ss)", k_note_fields[i].name, k_note_fields[i].format);
+        if (!f) {
+            Py_DECREF(spec);
+            return -1;
+        }
+        PyList_SET_ITEM(spec, i, f);
+        g_state.note_offset[i] = off;
+        off += k_note_fields[i].size;
+    }
+    g_state.note_size = off;
+    int ok = PyArray_DescrConverter(spec, &g_state.note_descr);
+    Py_DECREF(spec);
+    if (!ok)
+        return -1;
+    npy_intp one = 1;
+    Py_INCREF(g_state.note_descr); /* stolen by the probe */
+    PyObject *probe = PyArray_NewFromDescr(&PyArray_Type, g_state.note_descr, 1, &one, NULL, NULL, 0, NULL);
+    if (!probe)
+        return -1;
+    const size_t itemsize = (size_t)PyArray_ITEMSIZE((PyArrayObject *)probe);
+    Py_DECREF(probe);
+    if (itemsize != g_state.note_size) {
+        PyErr_SetString(PyExc_RuntimeError, "mt3_infer internal error: the note dtype is not packed");
+        return -1;
+    }
+    Py_INCREF(g_state.note_descr);
+    if (PyModule_AddObject(module, "NOTE_DTYPE", (PyObject *)g_state.note_descr) < 0) {
+        Py_DECREF(g_state.note_descr);
+        return -1;
+    }
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *main = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = main ? PyObject_GetAttrString(main, "ident") : NULL;
+    g_state.main_thread = ident ? PyLong_AsUnsignedLong(ident) : 0;
+    Py_XDECREF(ident);
+    Py_XDECREF(main);
+    Py_XDECREF(threading);
+    if (PyErr_Occurred())
+        return -1;
+    g_state.ready = 1;
+    return 0;
 }
 
-PyObject *mt3py_raise_named(const char *name, const char *fmt, ...)
+int mt3py_on_main_thread(void)
+{
+    return PyThread_get_thread_ident() == g_state.main_thread;
+}
+
+PyObject *mt3py_raise_exc(mt3py_exc which, const char *fmt, ...)
 {
     char buf[MT3_ERROR_MSG_LEN];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    PyObject *cls = exception_class(name);
-    if (!cls)
-        return NULL; /* import error already set */
-    PyErr_SetString(cls, buf);
-    Py_DECREF(cls);
+    PyErr_SetString(g_state.exc[which], buf);
     return NULL;
+}
+
+PyObject *mt3py_notes_array(const mt3_note *v, size_t n)
+{
+    npy_intp dims[1] = {(npy_intp)n};
+    Py_INCREF(g_state.note_descr); /* PyArray_NewFromDescr steals it */
+    PyArrayObject *a = (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, g_state.note_descr, 1, dims, NULL,
+                                                             NULL, 0, NULL);
+    if (!a)
+        return NULL;
+    char *p = PyArray_BYTES(a);
+    const size_t *o = g_state.note_offset;
+    for (size_t i = 0; i < n; i++, p += g_state.note_size) {
+        memcpy(p + o[NOTE_ONSET], &v[i].onset, 8);
+        memcpy(p + o[NOTE_OFFSET], &v[i].offset, 8);
+        memcpy(p + o[NOTE_PITCH], &v[i].pitch, 4);
+        memcpy(p + o[NOTE_VELOCITY], &v[i].velocity, 4);
+        memcpy(p + o[NOTE_PROGRAM], &v[i].program, 4);
+        p[o[NOTE_IS_DRUM]] = (char)(v[i].is_drum ? 1 : 0);
+    }
+    return (PyObject *)a;
 }
 
 PyObject *mt3py_raise(const mt3_error *err)
@@ -46,13 +151,13 @@ PyObject *mt3py_raise(const mt3_error *err)
         PyErr_SetString(PyExc_KeyboardInterrupt, msg);
         return NULL;
     case MT3_E_AUDIO:
-        return mt3py_raise_named("AudioError", "%s", msg);
+        return mt3py_raise_exc(MT3PY_AUDIO_ERROR, "%s", msg);
     case MT3_E_CHECKPOINT:
-        return mt3py_raise_named("CheckpointError", "%s", msg);
+        return mt3py_raise_exc(MT3PY_CHECKPOINT_ERROR, "%s", msg);
     case MT3_E_FRAMEWORK:
-        return mt3py_raise_named("FrameworkError", "%s", msg);
+        return mt3py_raise_exc(MT3PY_FRAMEWORK_ERROR, "%s", msg);
     case MT3_E_INFERENCE:
-        return mt3py_raise_named("InferenceError", "%s", msg);
+        return mt3py_raise_exc(MT3PY_INFERENCE_ERROR, "%s", msg);
     default:
         PyErr_Format(PyExc_RuntimeError, "mt3_infer internal error: %s", msg);
         return NULL;
@@ -63,7 +168,7 @@ int mt3py_parse_sr(PyObject *o, int *sr)
 {
     if (PyBool_Check(o) || !PyIndex_Check(o)) {
         PyObject *r = PyObject_Repr(o);
-        mt3py_raise_named("AudioError",
+        mt3py_raise_exc(MT3PY_AUDIO_ERROR,
                           "sr must be a positive int (the sample rate in Hz), got %s %s",
                           Py_TYPE(o)->tp_name, r ? PyUnicode_AsUTF8(r) : "?");
         Py_XDECREF(r);
@@ -94,7 +199,7 @@ int mt3py_parse_sr(PyObject *o, int *sr)
 int mt3py_audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep)
 {
     if (!PyArray_Check(audio)) {
-        mt3py_raise_named("AudioError",
+        mt3py_raise_exc(MT3PY_AUDIO_ERROR,
                           "audio must be a numpy.ndarray of shape (n_samples,) or (n_samples, "
                           "n_channels), got %s",
                           Py_TYPE(audio)->tp_name);
@@ -113,7 +218,7 @@ int mt3py_audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep)
         t = MT3_SAMPLE_I32;
     else {
         PyObject *s = PyObject_Str((PyObject *)d);
-        mt3py_raise_named("AudioError",
+        mt3py_raise_exc(MT3PY_AUDIO_ERROR,
                           "unsupported audio dtype %s; use float32, float64, int16 or int32 "
                           "(e.g. audio.astype(numpy.float32))",
                           s ? PyUnicode_AsUTF8(s) : "?");
@@ -124,7 +229,7 @@ int mt3py_audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep)
     if (nd != 1 && nd != 2) {
         PyObject *shape = PyObject_GetAttrString(audio, "shape");
         PyObject *r = shape ? PyObject_Repr(shape) : NULL;
-        mt3py_raise_named("AudioError",
+        mt3py_raise_exc(MT3PY_AUDIO_ERROR,
                           "audio must be 1-D (n_samples,) or 2-D (n_samples, n_channels), got a "
                           "%d-D array of shape %s",
                           nd, r ? PyUnicode_AsUTF8(r) : "?");
@@ -135,7 +240,7 @@ int mt3py_audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep)
     if (PyArray_SIZE(arr) == 0) {
         PyObject *shape = PyObject_GetAttrString(audio, "shape");
         PyObject *r = shape ? PyObject_Repr(shape) : NULL;
-        mt3py_raise_named("AudioError", "audio is empty (shape %s); pass at least one sample",
+        mt3py_raise_exc(MT3PY_AUDIO_ERROR, "audio is empty (shape %s); pass at least one sample",
                           r ? PyUnicode_AsUTF8(r) : "?");
         Py_XDECREF(r);
         Py_XDECREF(shape);

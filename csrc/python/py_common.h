@@ -13,14 +13,39 @@
 
 #include "core/audio.h"
 #include "core/mt3_error.h"
+#include "core/notes.h"
+
+/* The package's own exception classes (mt3_infer.exceptions) the module raises. */
+typedef enum mt3py_exc {
+    MT3PY_AUDIO_ERROR = 0,
+    MT3PY_CHECKPOINT_ERROR,
+    MT3PY_FRAMEWORK_ERROR,
+    MT3PY_INFERENCE_ERROR,
+    MT3PY_N_EXC
+} mt3py_exc;
+
+/* The module's state, made once when mt3_infer._core is imported (module
+ * init runs once per process under the GIL: single-phase init) and only read
+ * afterwards: the exception classes, the note dtype (also exported as
+ * _core.NOTE_DTYPE, which mt3_infer.codec.NOTE_DTYPE is) and
+ * threading.main_thread's ident.  0, or -1 with an exception set. */
+int mt3py_state_init(PyObject *module);
 
 /* Raise the Python exception matching err->code (classes from
  * mt3_infer.exceptions) with err->msg; always returns NULL.  Call with the
  * GIL held. */
 PyObject *mt3py_raise(const mt3_error *err);
 
-/* Raise mt3_infer.exceptions.<name>(msg); returns NULL. */
-PyObject *mt3py_raise_named(const char *name, const char *fmt, ...);
+/* Raise one of the package's exceptions with a formatted message; returns NULL. */
+PyObject *mt3py_raise_exc(mt3py_exc which, const char *fmt, ...);
+
+/* Notes -> a new structured array of the note dtype (onset, offset: <f8;
+ * pitch, velocity, program: <i4; is_drum: ?), in the given order: the one
+ * converter of the module. */
+PyObject *mt3py_notes_array(const mt3_note *notes, size_t n);
+
+/* Whether the calling thread is Python's main thread (signal handlers run there). */
+int mt3py_on_main_thread(void);
 
 /* Check a NumPy audio array ((n,) or (n, channels); float32/float64/int16/
  * int32; non-empty) and describe it as an mt3_audio_view without copying
