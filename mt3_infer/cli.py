@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .utils import progress as progress_helper
 from .utils.atomic import atomic_path
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
@@ -161,39 +162,30 @@ def _plan_outputs(files: List[Tuple[Path, Optional[Path]]], output: Optional[str
 
 
 class _FileProgress:
-    def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        self.enabled = enabled and total > 1
-        if self.enabled:
-            try:
-                from tqdm import tqdm
+    """Files done of a multi-file run (:mod:`mt3_infer.utils.progress`)."""
 
-                self.bar = tqdm(total=total, unit="file", file=sys.stderr, leave=False)
-            except Exception:
-                self.bar = None
+    def __init__(self, total: int, enabled: bool):
         self.total = total
         self.i = 0
+        self.name = ""
+        self.bar = None
+        if enabled and total > 1:
+            self.bar = progress_helper.Bar(total, "", lambda d, t, _s: f"[{self.i}/{t}] {self.name[-60:]:<60}",
+                                           unit="file")
 
     def step(self, name: str) -> None:
         self.i += 1
-        if not self.enabled:
-            return
+        self.name = name
         if self.bar is not None:
-            self.bar.set_description(name[-40:])
-        else:
-            sys.stderr.write(f"\r[{self.i}/{self.total}] {name[-60:]:<60}")
-            sys.stderr.flush()
+            self.bar.describe(name[-40:])
 
     def done_one(self) -> None:
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update_to(self.bar.done + 1)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.enabled:
-            sys.stderr.write("\r" + " " * 72 + "\r")
-            sys.stderr.flush()
 
 
 def _count_notes(midi) -> int:

@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from . import artifact, registry
 from .exceptions import CheckpointDownloadError, CheckpointError
 from .export.common import sha256_file
+from .utils import progress as progress_helper
 from .utils.atomic import file_lock
 
 OFFLINE_ENV = "MT3_OFFLINE"
@@ -103,73 +104,49 @@ def _human(n: float) -> str:
 
 
 class _Progress:
-    """tqdm when available, else a plain carriage-return bar; or a callback."""
+    """Download progress: a byte bar (:mod:`mt3_infer.utils.progress`) or the
+    caller's ``callback(bytes_done, bytes_total_or_None)``; ``None`` draws the
+    bar when stderr is a terminal, ``True`` always."""
 
     def __init__(self, total: Optional[int], desc: str, progress: ProgressArg):
         self.total = total
         self.done = 0
-        self.callback = progress if callable(progress) else None
-        if progress is None:
-            enabled = _isatty(sys.stderr)
-        else:
-            enabled = bool(progress) and self.callback is None
-        self.enabled = enabled
-        self._tqdm = None
-        self._last = 0.0
-        self._t0 = time.monotonic()
-        self.desc = desc
-        if enabled:
-            try:
-                from tqdm import tqdm  # optional dependency
+        draw, self.callback = progress_helper.resolve(progress, none="tty", true="on",
+                                                      what="bytes_done, bytes_total_or_None")
+        self._bar = None
+        if draw:
+            self._bar = progress_helper.Bar(total, desc, self._render(desc), leave=True, unit="B",
+                                            unit_scale=True, unit_divisor=1024)
 
-                self._tqdm = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                                  desc=desc, file=sys.stderr, leave=True)
-            except Exception:
-                self._tqdm = None
-
-    def start_at(self, n: int) -> None:
-        self.done = n
-        if self._tqdm is not None:
-            self._tqdm.reset(total=self.total)
-            self._tqdm.update(n)
-        self._emit(force=True)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self._tqdm is not None:
-            self._tqdm.update(n)
-        else:
-            self._emit()
+    @staticmethod
+    def _render(desc: str):
+        def line(done: int, total: Optional[int], seconds: float) -> str:
+            rate = done / max(seconds, 1e-6)
+            if total:
+                frac = min(done / total, 1.0)
+                bar = "=" * int(frac * 30)
+                bar = (bar + ">" if len(bar) < 30 else bar).ljust(30)
+                return f"{desc} [{bar}] {frac * 100:5.1f}% {_human(done)}/{_human(total)} {_human(rate)}/s"
+            return f"{desc} {_human(done)} {_human(rate)}/s"
+        return line
 
     def _emit(self, force: bool = False) -> None:
         if self.callback is not None:
             self.callback(self.done, self.total)
-            return
-        if not self.enabled or self._tqdm is not None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.2:
-            return
-        self._last = now
-        rate = self.done / max(now - self._t0, 1e-6)
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            bar = "=" * int(frac * 30)
-            bar = (bar + ">" if len(bar) < 30 else bar).ljust(30)
-            line = (f"\r{self.desc} [{bar}] {frac * 100:5.1f}% "
-                    f"{_human(self.done)}/{_human(self.total)} {_human(rate)}/s")
-        else:
-            line = f"\r{self.desc} {_human(self.done)} {_human(rate)}/s"
-        sys.stderr.write(line)
-        sys.stderr.flush()
+        elif self._bar is not None:
+            self._bar.update_to(self.done, force=force)
+
+    def start_at(self, n: int) -> None:
+        self.done = n
+        self._emit(force=True)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self._emit()
 
     def close(self) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()
-        elif self.enabled and self.callback is None:
-            self._emit(force=True)
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _isatty(stream) -> bool:

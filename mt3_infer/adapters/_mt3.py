@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 from typing import Optional
 
 import numpy as np
@@ -21,6 +20,7 @@ from .._engine import prepack_enabled, prepare_engine
 from ..base import MT3Base
 from ..exceptions import AudioError, FrameworkError
 from ..plot import NoteArray
+from ..utils import progress as progress_helper
 
 class SampleRateError(AudioError, RuntimeError):
     """Audio at a rate the adapter does not resample (MR-MT3 needs 16 kHz).
@@ -51,57 +51,32 @@ def feature_preset(features: str):
 
 
 class _Progress:
-    """The ``progress=`` option as the native callback plus a closer.
-
-    None/False: no callback (quiet; Ctrl-C still honoured on the main
-    thread); a callable: called as ``progress(segments_done, segments_total,
-    tokens_done)`` (raise to stop the run; the exception propagates);
-    True: a tqdm bar "Generating MIDI" on stderr (a one-line counter without
-    tqdm), only when stderr is a terminal."""
+    """The ``progress=`` option of a transcription as the native callback plus
+    a closer (:mod:`mt3_infer.utils.progress`): None/False: no callback
+    (quiet, as 0.2.0; Ctrl-C still honoured on the main thread); a callable:
+    called as ``progress(segments_done, segments_total, tokens_done)`` (raise
+    to stop the run; the exception propagates); True: a bar "Generating MIDI"
+    on stderr, only when stderr is a terminal."""
 
     def __init__(self, progress):
-        self.callback = None
+        draw, self.callback = progress_helper.resolve(progress, none="off", true="tty",
+                                                      what="segments_done, segments_total, tokens_done")
         self._bar = None
-        self._line = False
-        if progress is None or progress is False:
-            return
-        if progress is True:
-            try:
-                tty = sys.stderr is not None and sys.stderr.isatty()
-            except (AttributeError, ValueError):
-                tty = False
-            if tty:
-                self.callback = self._show
-            return
-        if not callable(progress):
-            raise TypeError("progress must be None, True/False or a "
-                            f"callable(segments_done, segments_total, tokens_done), got {progress!r}")
-        self.callback = progress
+        if draw:
+            self.callback = self._show
 
     def _show(self, done, total, tokens):
-        if self._bar is None and not self._line:
-            try:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=total, desc="Generating MIDI", unit="segment", file=sys.stderr,
-                                 leave=False)
-            except Exception:
-                self._line = True
-        if self._bar is not None:
-            self._bar.update(done - self._bar.n)
-            self._bar.set_postfix(tokens=tokens, refresh=False)
-        else:
-            sys.stderr.write(f"\rGenerating MIDI: {done}/{total} segments, {tokens} tokens")
-            sys.stderr.flush()
+        if self._bar is None:
+            self._bar = progress_helper.Bar(
+                total, "Generating MIDI",
+                lambda d, t, _s: f"Generating MIDI: {d}/{t} segments, {self._tokens} tokens", unit="segment")
+        self._tokens = tokens
+        self._bar.update_to(done, total, postfix={"tokens": tokens}, force=done == total)
 
     def close(self):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self._line:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self._line = False
 
 
 def midi_from_bytes(data: bytes):
