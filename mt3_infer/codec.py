@@ -60,8 +60,9 @@ __all__ = [
 #: packed; defined once in the native module, which builds every note array.
 NOTE_DTYPE = _core.NOTE_DTYPE
 
-SCHEMES = ("mt3_pytorch", "mr_mt3", "yourmt3")
-MIDI_STYLES = ("mr_mt3", "pretty", "yourmt3")
+#: Decoding schemes and MIDI writers by name (the native tables' names).
+SCHEMES = _core.SCHEMES
+MIDI_STYLES = _core.MIDI_STYLES
 
 DECODE_MRMT3_DROP_RULE = _core.DECODE_MRMT3_DROP_RULE
 DECODE_MRMT3_MAGENTA_DRUMS = _core.DECODE_MRMT3_MAGENTA_DRUMS

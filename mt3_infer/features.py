@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 
 #: Names accepted by ``preset``.
-PRESETS = ("mr_mt3", "mt3_pytorch", "mt3_reference", "yourmt3")
+PRESETS = _core.PRESETS  # the native preset table's names, in its order
 
 
 def compute_features(

@@ -22,24 +22,40 @@
 
 /* ---- name parsing -------------------------------------------------------- */
 
+/* The names the module accepts: one table each, also exported as
+ * _core.SCHEMES / _core.MIDI_STYLES (the canonical names: those before the
+ * aliases), so Python never keeps its own list. */
+static const struct {
+    const char *name;
+    mt3_scheme value;
+} k_scheme_names[] = {
+    {"mt3_pytorch", MT3_SCHEME_MT3_PYTORCH},
+    {"mr_mt3", MT3_SCHEME_MR_MT3},
+    {"yourmt3", MT3_SCHEME_YOURMT3},
+};
+#define N_SCHEME_NAMES (sizeof k_scheme_names / sizeof k_scheme_names[0])
+
+static const struct {
+    const char *name;
+    mt3_midi_style value;
+} k_style_names[] = {
+    {"mr_mt3", MT3_MIDI_MR_MT3},     {"pretty", MT3_MIDI_PRETTY},     {"yourmt3", MT3_MIDI_YOURMT3},
+    {"pretty_midi", MT3_MIDI_PRETTY}, {"mt3_pytorch", MT3_MIDI_PRETTY}, /* aliases */
+};
+#define N_STYLE_NAMES (sizeof k_style_names / sizeof k_style_names[0])
+#define N_CANONICAL_STYLES 3
+
 static int parse_scheme(PyObject *o, mt3_scheme *s)
 {
     if (PyUnicode_Check(o)) {
         const char *name = PyUnicode_AsUTF8(o);
         if (!name)
             return -1;
-        if (!strcmp(name, "mt3_pytorch")) {
-            *s = MT3_SCHEME_MT3_PYTORCH;
-            return 0;
-        }
-        if (!strcmp(name, "mr_mt3")) {
-            *s = MT3_SCHEME_MR_MT3;
-            return 0;
-        }
-        if (!strcmp(name, "yourmt3")) {
-            *s = MT3_SCHEME_YOURMT3;
-            return 0;
-        }
+        for (size_t i = 0; i < N_SCHEME_NAMES; i++)
+            if (!strcmp(name, k_scheme_names[i].name)) {
+                *s = k_scheme_names[i].value;
+                return 0;
+            }
     }
     PyErr_Format(PyExc_ValueError,
                  "unknown decoding scheme %R; use 'mt3_pytorch', 'mr_mt3' or 'yourmt3'", o);
@@ -52,25 +68,33 @@ static int parse_style(PyObject *o, mt3_midi_style *st)
         const char *name = PyUnicode_AsUTF8(o);
         if (!name)
             return -1;
-        if (!strcmp(name, "mr_mt3")) {
-            *st = MT3_MIDI_MR_MT3;
-            return 0;
-        }
-        if (!strcmp(name, "pretty") || !strcmp(name, "pretty_midi") ||
-            !strcmp(name, "mt3_pytorch")) {
-            *st = MT3_MIDI_PRETTY;
-            return 0;
-        }
-        if (!strcmp(name, "yourmt3")) {
-            *st = MT3_MIDI_YOURMT3;
-            return 0;
-        }
+        for (size_t i = 0; i < N_STYLE_NAMES; i++)
+            if (!strcmp(name, k_style_names[i].name)) {
+                *st = k_style_names[i].value;
+                return 0;
+            }
     }
     PyErr_Format(PyExc_ValueError,
                  "unknown MIDI style %R; use 'mr_mt3', 'pretty' (alias 'mt3_pytorch') or "
                  "'yourmt3'",
                  o);
     return -1;
+}
+
+/* A tuple of the first n names of a name table (stride: the row size). */
+static PyObject *name_tuple(const void *table, size_t stride, size_t n)
+{
+    PyObject *t = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; t && i < n; i++) {
+        const char *name = *(const char *const *)((const char *)table + i * stride);
+        PyObject *u = PyUnicode_FromString(name);
+        if (!u) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, u);
+    }
+    return t;
 }
 
 static int parse_vocab(PyObject *o, mt3_vocab *v)
@@ -562,6 +586,14 @@ static PyMethodDef codec_methods[] = {
 int mt3py_register_codec(PyObject *m)
 {
     if (PyModule_AddFunctions(m, codec_methods) < 0)
+        return -1;
+    PyObject *schemes = name_tuple(k_scheme_names, sizeof k_scheme_names[0], N_SCHEME_NAMES);
+    PyObject *styles = name_tuple(k_style_names, sizeof k_style_names[0], N_CANONICAL_STYLES);
+    int bad = !schemes || !styles || PyModule_AddObjectRef(m, "SCHEMES", schemes) < 0 ||
+              PyModule_AddObjectRef(m, "MIDI_STYLES", styles) < 0;
+    Py_XDECREF(schemes);
+    Py_XDECREF(styles);
+    if (bad)
         return -1;
     struct {
         const char *name;

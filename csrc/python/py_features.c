@@ -336,6 +336,17 @@ int mt3py_register_features(PyObject *m)
     PyObject *max_out = PyLong_FromSize_t(MT3_AUDIO_MAX_OUT);
     int bad = !max_out || PyModule_AddObjectRef(m, "AUDIO_MAX_SAMPLES_16K", max_out) < 0;
     Py_XDECREF(max_out);
+    PyObject *presets = PyTuple_New(MT3_PRESET_COUNT);
+    for (int i = 0; presets && i < MT3_PRESET_COUNT; i++) {
+        PyObject *u = PyUnicode_FromString(mt3_preset_get_info((mt3_preset)i)->name);
+        if (!u) {
+            Py_CLEAR(presets);
+            break;
+        }
+        PyTuple_SET_ITEM(presets, i, u);
+    }
+    bad = bad || !presets || PyModule_AddObjectRef(m, "PRESETS", presets) < 0; /* the C table's names */
+    Py_XDECREF(presets);
     if (bad || PyModule_AddIntConstant(m, "AUDIO_MIN_SR", MT3_AUDIO_MIN_SR) < 0 ||
         PyModule_AddIntConstant(m, "AUDIO_MAX_SR", MT3_AUDIO_MAX_SR) < 0 ||
         PyModule_AddIntConstant(m, "AUDIO_MAX_CHANNELS", MT3_AUDIO_MAX_CHANNELS) < 0)
