@@ -1,6 +1,8 @@
 /* Audio conditioning: validation, mono mix, resampling to 16 kHz (see audio.h). */
 #include "core/audio.h"
 
+#include "core/wav.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -473,4 +475,50 @@ int mt3_audio_resample_mono(const float *x, size_t n, int sr, mt3_resampler rs, 
     mt3_audio_view v = {x ? (const void *)x : (const void *)&dummy, MT3_SAMPLE_F32, n, 1,
                         (ptrdiff_t)sizeof(float), 0};
     return resample_view(&v, sr, rs, out, n_out, err);
+}
+
+int mt3_audio_load_wav(const char *path, mt3_resampler rs, float **mono16k, size_t *n_out, int *sr_in,
+                       mt3_error *err)
+{
+    if (!path || !mono16k || !n_out)
+        return mt3_error_set(err, MT3_E_VALUE, "mt3_audio_load_wav: NULL argument");
+    *mono16k = NULL;
+    *n_out = 0;
+    mt3_wav_reader r;
+    mt3_wav_info info;
+    int rc = mt3_wav_open_file(&r, path, &info, err);
+    if (rc) {
+        mt3_wav_close(&r);
+        return rc;
+    }
+    rc = mt3_audio_check_sr((long long)info.sample_rate, err);
+    if (sr_in)
+        *sr_in = rc ? 0 : (int)info.sample_rate;
+    if (rc || info.frames == 0) {
+        mt3_wav_close(&r);
+        return rc;
+    }
+    if (info.frames > SIZE_MAX / sizeof(float)) {
+        mt3_wav_close(&r);
+        return mt3_error_set(err, MT3_E_AUDIO, "WAV file too long (%llu frames)", (unsigned long long)info.frames);
+    }
+    float *mono = malloc((size_t)info.frames * sizeof *mono);
+    if (!mono) {
+        mt3_wav_close(&r);
+        return mt3_error_set(err, MT3_E_NOMEM, "out of memory for %llu samples", (unsigned long long)info.frames);
+    }
+    rc = mt3_wav_read_mono(&r, &info, mono, err);
+    mt3_wav_close(&r);
+    if (rc) {
+        free(mono);
+        return rc;
+    }
+    if (info.sample_rate == MT3_AUDIO_TARGET_SR) {
+        *mono16k = mono;
+        *n_out = (size_t)info.frames;
+        return MT3_OK;
+    }
+    rc = mt3_audio_resample_mono(mono, (size_t)info.frames, (int)info.sample_rate, rs, mono16k, n_out, err);
+    free(mono);
+    return rc;
 }

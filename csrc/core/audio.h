@@ -112,6 +112,15 @@ void mt3_audio_mix_mono(const mt3_audio_view *in, size_t begin, size_t count, fl
 int mt3_audio_prepare(const mt3_audio_view *in, int sr, mt3_resampler rs, float **mono16k,
                       size_t *n_out, mt3_error *err);
 
+/* A WAV file as 16 kHz mono, in one pass: read and mixed to mono block by
+ * block (mt3_wav_read_mono: the file is never held at its channel count),
+ * then resampled with `rs` unless it is at 16 kHz already.  *sr_in: the
+ * file's rate.  *mono16k (malloc'ed, caller frees) is NULL with *n_out 0 for
+ * a file without samples.  MT3_E_AUDIO for unreadable files and rates
+ * outside MT3_AUDIO_MIN_SR..MT3_AUDIO_MAX_SR. */
+int mt3_audio_load_wav(const char *path, mt3_resampler rs, float **mono16k, size_t *n_out, int *sr_in,
+                       mt3_error *err);
+
 /* Resample an already mono float32 signal (no validation beyond sr).  Same
  * output contract as mt3_audio_prepare. */
 int mt3_audio_resample_mono(const float *x, size_t n, int sr, mt3_resampler rs, float **out,

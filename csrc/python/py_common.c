@@ -265,3 +265,34 @@ int mt3py_audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep)
     *keep = arr;
     return 0;
 }
+
+#define BUFFER_CAPSULE "mt3_infer._core.buffer"
+
+static void free_buffer_capsule(PyObject *cap)
+{
+    free(PyCapsule_GetPointer(cap, BUFFER_CAPSULE));
+}
+
+/* A float32 ndarray that owns `data` (malloc'ed); frees data on failure. */
+PyObject *mt3py_wrap_floats(float *data, int nd, npy_intp *dims)
+{
+    if (!data) /* empty result */
+        return PyArray_ZEROS(nd, dims, NPY_FLOAT32, 0);
+    PyObject *arr = PyArray_SimpleNewFromData(nd, dims, NPY_FLOAT32, data);
+    if (!arr) {
+        free(data);
+        return NULL;
+    }
+    PyObject *cap = PyCapsule_New(data, BUFFER_CAPSULE, free_buffer_capsule);
+    if (!cap) {
+        Py_DECREF(arr);
+        free(data);
+        return NULL;
+    }
+    /* steals cap, also on failure (then the capsule frees data) */
+    if (PyArray_SetBaseObject((PyArrayObject *)arr, cap) < 0) {
+        Py_DECREF(arr);
+        return NULL;
+    }
+    return arr;
+}

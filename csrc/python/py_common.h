@@ -44,6 +44,10 @@ PyObject *mt3py_raise_exc(mt3py_exc which, const char *fmt, ...);
  * converter of the module. */
 PyObject *mt3py_notes_array(const mt3_note *notes, size_t n);
 
+/* A float32 ndarray of shape dims that owns `data` (malloc'ed; NULL: an
+ * empty array); frees data on failure. */
+PyObject *mt3py_wrap_floats(float *data, int nd, npy_intp *dims);
+
 /* Whether the calling thread is Python's main thread (signal handlers run there). */
 int mt3py_on_main_thread(void);
 

@@ -9,36 +9,6 @@
 #include "core/audio.h"
 #include "core/features.h"
 
-#define BUFFER_CAPSULE "mt3_infer._core.buffer"
-
-static void free_buffer_capsule(PyObject *cap)
-{
-    free(PyCapsule_GetPointer(cap, BUFFER_CAPSULE));
-}
-
-/* A float32 ndarray that owns `data` (malloc'ed); frees data on failure. */
-static PyObject *wrap_float_buffer(float *data, int nd, npy_intp *dims)
-{
-    if (!data) /* empty result */
-        return PyArray_ZEROS(nd, dims, NPY_FLOAT32, 0);
-    PyObject *arr = PyArray_SimpleNewFromData(nd, dims, NPY_FLOAT32, data);
-    if (!arr) {
-        free(data);
-        return NULL;
-    }
-    PyObject *cap = PyCapsule_New(data, BUFFER_CAPSULE, free_buffer_capsule);
-    if (!cap) {
-        Py_DECREF(arr);
-        free(data);
-        return NULL;
-    }
-    /* steals cap, also on failure (then the capsule frees data) */
-    if (PyArray_SetBaseObject((PyArrayObject *)arr, cap) < 0) {
-        Py_DECREF(arr);
-        return NULL;
-    }
-    return arr;
-}
 
 static int parse_resampler(PyObject *o, int have_default, mt3_resampler def, mt3_resampler *rs)
 {
@@ -212,7 +182,7 @@ static PyObject *py_compute_features(PyObject *self, PyObject *args, PyObject *k
         return mt3py_raise(&err);
     free(feat.valid_frames);
     npy_intp dims[3] = {feat.n_segments, feat.n_frames, feat.n_bins};
-    return wrap_float_buffer(feat.data, 3, dims);
+    return mt3py_wrap_floats(feat.data, 3, dims);
 }
 
 static PyObject *py_resample(PyObject *self, PyObject *args, PyObject *kw)
@@ -244,7 +214,7 @@ static PyObject *py_resample(PyObject *self, PyObject *args, PyObject *kw)
     if (rc != MT3_OK)
         return mt3py_raise(&err);
     npy_intp dims[1] = {(npy_intp)n};
-    return wrap_float_buffer(out, 1, dims);
+    return mt3py_wrap_floats(out, 1, dims);
 }
 
 static PyObject *py_feature_layout(PyObject *self, PyObject *args, PyObject *kw)

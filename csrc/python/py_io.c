@@ -1,13 +1,18 @@
 /* Audio file I/O bindings: the C WAV reader (csrc/core/wav.h).
  *
  *   _core.read_wav(path, mono=False) -> (float32 ndarray (frames, channels) or (frames,), sample_rate)
- *   _core.decode_wav(buffer)  -> same, from an in-memory WAV image
+ *   _core.load_wav_16k(path, method="sinc") -> (float32 (n,) at 16 kHz, the file's rate): read,
+ *                             mix and resample in one native pass (mt3_audio_load_wav)
+ *   _core.decode_wav(buffer)  -> same as read_wav, from an in-memory WAV image
  *   _core.wav_info(path)      -> dict(sample_rate, channels, frames, bits,
  *                                     encoding ("int"/"float"), format_tag)
  * Errors: mt3_infer.AudioError (also a ValueError) naming the problem.
  */
 #include "python/py_common.h"
 
+#include <string.h>
+
+#include "core/audio.h"
 #include "core/wav.h"
 
 /* Decode everything behind an opened reader into a new array (GIL released
@@ -58,6 +63,41 @@ static PyObject *py_read_wav(PyObject *self, PyObject *args, PyObject *kw)
     mt3_wav_close(&r);
     Py_DECREF(bytes_path);
     return out;
+}
+
+static PyObject *py_load_wav_16k(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *kwlist[] = {"path", "method", NULL};
+    PyObject *bytes_path = NULL;
+    const char *method = "sinc";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|s", kwlist, PyUnicode_FSConverter, &bytes_path, &method))
+        return NULL;
+    mt3_resampler rs;
+    if (!strcmp(method, "sinc"))
+        rs = MT3_RESAMPLE_SINC;
+    else if (!strcmp(method, "soxr_hq"))
+        rs = MT3_RESAMPLE_SOXR_HQ;
+    else {
+        Py_DECREF(bytes_path);
+        PyErr_Format(PyExc_ValueError, "method must be 'sinc' or 'soxr_hq', got '%s'", method);
+        return NULL;
+    }
+    mt3_error err;
+    mt3_error_clear(&err);
+    float *out = NULL;
+    size_t n = 0;
+    int sr_in = 0, st;
+    const char *path = PyBytes_AS_STRING(bytes_path);
+    Py_BEGIN_ALLOW_THREADS
+    st = mt3_audio_load_wav(path, rs, &out, &n, &sr_in, &err);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes_path);
+    if (st != MT3_OK)
+        return mt3py_raise(&err);
+    npy_intp dims[1] = {(npy_intp)n};
+    PyObject *arr = mt3py_wrap_floats(out, 1, dims);
+    return arr ? Py_BuildValue("(Ni)", arr, sr_in) : NULL;
 }
 
 static PyObject *py_decode_wav(PyObject *self, PyObject *arg)
@@ -116,6 +156,9 @@ static PyMethodDef io_methods[] = {
      "is never held at its channel count).\n"
      "Read a RIFF/WAVE or RF64 file: integer PCM 8/16/24/32-bit or IEEE float 32/64-bit,\n"
      "plain or WAVE_FORMAT_EXTENSIBLE, any channel count.  Raises AudioError."},
+    {"load_wav_16k", (PyCFunction)(void (*)(void))py_load_wav_16k, METH_VARARGS | METH_KEYWORDS,
+     "load_wav_16k(path, method='sinc') -> (float32 (n,), the file's rate): the WAV file read, mixed to "
+     "mono block by block and resampled to 16 kHz in one native call (GIL released)"},
     {"decode_wav", py_decode_wav, METH_O,
      "decode_wav(buffer) -> (float32 ndarray (frames, channels), sample_rate) from WAV bytes."},
     {"wav_info", py_wav_info, METH_O,
