@@ -296,3 +296,30 @@ PyObject *mt3py_wrap_floats(float *data, int nd, npy_intp *dims)
     }
     return arr;
 }
+
+int mt3py_parse_resampler(PyObject *o, int have_default, mt3_resampler def, mt3_resampler *rs)
+{
+    if (o == NULL || o == Py_None) {
+        if (!have_default) {
+            PyErr_SetString(PyExc_ValueError, "resampler must be 'soxr_hq' or 'sinc'");
+            return -1;
+        }
+        *rs = def;
+        return 0;
+    }
+    const char *s = PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL;
+    if (s && strcmp(s, "soxr_hq") == 0)
+        *rs = MT3_RESAMPLE_SOXR_HQ;
+    else if (s && strcmp(s, "sinc") == 0)
+        *rs = MT3_RESAMPLE_SINC;
+    else {
+        PyObject *r = PyObject_Repr(o);
+        PyErr_Format(PyExc_ValueError,
+                     "unknown resampler %s; valid: 'soxr_hq' (libsoxr HQ, librosa's default) "
+                     "or 'sinc' (torchaudio windowed sinc)",
+                     r ? PyUnicode_AsUTF8(r) : "?");
+        Py_XDECREF(r);
+        return -1;
+    }
+    return 0;
+}

@@ -44,6 +44,10 @@ PyObject *mt3py_raise_exc(mt3py_exc which, const char *fmt, ...);
  * converter of the module. */
 PyObject *mt3py_notes_array(const mt3_note *notes, size_t n);
 
+/* Parse a resampler name ('soxr_hq' | 'sinc'); NULL/None gives `def` when
+ * have_default, else ValueError.  The one resampler parser of the module. */
+int mt3py_parse_resampler(PyObject *o, int have_default, mt3_resampler def, mt3_resampler *rs);
+
 /* A float32 ndarray of shape dims that owns `data` (malloc'ed; NULL: an
  * empty array); frees data on failure. */
 PyObject *mt3py_wrap_floats(float *data, int nd, npy_intp *dims);

@@ -10,33 +10,6 @@
 #include "core/features.h"
 
 
-static int parse_resampler(PyObject *o, int have_default, mt3_resampler def, mt3_resampler *rs)
-{
-    if (o == NULL || o == Py_None) {
-        if (!have_default) {
-            PyErr_SetString(PyExc_ValueError, "resampler must be 'soxr_hq' or 'sinc'");
-            return -1;
-        }
-        *rs = def;
-        return 0;
-    }
-    const char *s = PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL;
-    if (s && strcmp(s, "soxr_hq") == 0)
-        *rs = MT3_RESAMPLE_SOXR_HQ;
-    else if (s && strcmp(s, "sinc") == 0)
-        *rs = MT3_RESAMPLE_SINC;
-    else {
-        PyObject *r = PyObject_Repr(o);
-        PyErr_Format(PyExc_ValueError,
-                     "unknown resampler %s; valid: 'soxr_hq' (libsoxr HQ, librosa's default) "
-                     "or 'sinc' (torchaudio windowed sinc)",
-                     r ? PyUnicode_AsUTF8(r) : "?");
-        Py_XDECREF(r);
-        return -1;
-    }
-    return 0;
-}
-
 static int parse_preset(PyObject *o, mt3_preset *p)
 {
     if (!PyUnicode_Check(o)) {
@@ -127,7 +100,7 @@ static PyObject *py_compute_features(PyObject *self, PyObject *args, PyObject *k
     if (mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
     if ((sr_o && mt3py_parse_sr(sr_o, &sr) < 0) || (preset_o && parse_preset(preset_o, &preset) < 0) ||
-        parse_threads(nt_o, &nt) < 0 || parse_resampler(rs_o, 1, mt3_preset_get_info(preset)->resampler, &rs) < 0 ||
+        parse_threads(nt_o, &nt) < 0 || mt3py_parse_resampler(rs_o, 1, mt3_preset_get_info(preset)->resampler, &rs) < 0 ||
         parse_stage(stage_o, &stage) < 0) {
         Py_DECREF(keep);
         return NULL;
@@ -198,7 +171,7 @@ static PyObject *py_resample(PyObject *self, PyObject *args, PyObject *kw)
     PyArrayObject *keep = NULL;
     if (mt3py_audio_view(audio, &view, &keep) < 0)
         return NULL;
-    if (mt3py_parse_sr(sr_o, &sr) < 0 || parse_resampler(m_o, 1, MT3_RESAMPLE_SOXR_HQ, &rs) < 0) {
+    if (mt3py_parse_sr(sr_o, &sr) < 0 || mt3py_parse_resampler(m_o, 1, MT3_RESAMPLE_SOXR_HQ, &rs) < 0) {
         Py_DECREF(keep);
         return NULL;
     }

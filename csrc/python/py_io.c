@@ -10,7 +10,6 @@
  */
 #include "python/py_common.h"
 
-#include <string.h>
 
 #include "core/audio.h"
 #include "core/wav.h"
@@ -69,18 +68,12 @@ static PyObject *py_load_wav_16k(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
     static char *kwlist[] = {"path", "method", NULL};
-    PyObject *bytes_path = NULL;
-    const char *method = "sinc";
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|s", kwlist, PyUnicode_FSConverter, &bytes_path, &method))
+    PyObject *bytes_path = NULL, *method = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|O", kwlist, PyUnicode_FSConverter, &bytes_path, &method))
         return NULL;
     mt3_resampler rs;
-    if (!strcmp(method, "sinc"))
-        rs = MT3_RESAMPLE_SINC;
-    else if (!strcmp(method, "soxr_hq"))
-        rs = MT3_RESAMPLE_SOXR_HQ;
-    else {
+    if (mt3py_parse_resampler(method, 1, MT3_RESAMPLE_SINC, &rs) < 0) {
         Py_DECREF(bytes_path);
-        PyErr_Format(PyExc_ValueError, "method must be 'sinc' or 'soxr_hq', got '%s'", method);
         return NULL;
     }
     mt3_error err;
