@@ -2,7 +2,7 @@
 ``list_models``, ``get_model_info``, ``clear_cache`` (same names, parameters
 and defaults as mt3-infer 0.2.0), plus ``transcribe_notes``.
 
-Differences from 0.2.0 (deliberate fixes, see docs/README-api.md):
+Differences from 0.2.0 (deliberate fixes; the README's compatibility table lists them all):
 
 * the load cache is keyed on every argument that changes the adapter (model
   id, *resolved* checkpoint path — so ``MT3_CHECKPOINT_DIR`` counts — device

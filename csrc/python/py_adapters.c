@@ -1,7 +1,7 @@
-/* The engine model type and (later) the adapter types.
+/* The engine model type and the adapter type.
  *
  * _core.EngineModel(engine_path, model_path, device="auto", dtype="float32",
- *                   num_threads=0)
+ *                   num_threads=0, prepack=True)
  *     An exported network loaded through the libtorch engine (GIL released
  *     while loading).  Immutable; any number of threads may call decode()
  *     at once (each call owns its own engine session).
