@@ -119,13 +119,19 @@ anchor-suite: wheel
 anchor-suite-readme: wheel
 	$(ANCHOR_SUITE) --write-readme
 
-# AddressSanitizer + UBSan build of _core (no engine), run on the torch-free tests.
-ASAN_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_codec.py tests/test_notes.py tests/test_midi.py tests/test_wav.py
-asan: sysdeps venv
+# AddressSanitizer + UBSan build of _core, run on the torch-free tests and on one
+# transcription with the bundled network (tests/test_small_transcription.py: the
+# regular libtorch engine, opened by the sanitized core, so the whole pipeline runs
+# under the sanitizers).
+ASAN_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_codec.py tests/test_notes.py tests/test_midi.py \
+              tests/test_wav.py tests/test_small_transcription.py
+asan: sysdeps venv build
 	rm -rf build/asan
 	MT3_SANITIZE=1 MT3_NO_ENGINE=1 $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp
-	cp mt3_infer/*.py build/asan/mt3_infer/
-	mkdir -p build/asan/mt3_infer/export && cp mt3_infer/export/*.py build/asan/mt3_infer/export/
+	# the rest of the package beside the sanitized _core: Python files, the bundled
+	# network, the build record and the (unsanitized) engine library
+	$(PY) -c "import shutil; shutil.copytree('mt3_infer', 'build/asan/mt3_infer', dirs_exist_ok=True, \
+	    ignore=shutil.ignore_patterns('_core*.so', '__pycache__'))"
 	# -P and --import-mode=importlib keep the source tree's own _core (first on
 	# sys.path otherwise, via the cwd and the root conftest) from shadowing the
 	# sanitized build; the check below fails loudly if it ever does.
