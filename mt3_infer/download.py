@@ -510,7 +510,7 @@ def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
         if offline_reason is not None:
             raise CheckpointError(offline_message(mid, files, offline_reason))
         for f in files:
-            p: Path = f["path"]
+            p: Path = registry.inside_root(f["path"])
             if force or (p.exists() and verify):
                 # re-download: drop the bad/old copy only once the lock is held
                 with file_lock(p):

@@ -530,6 +530,27 @@ def file_url(model: str, spec: Dict[str, Any]) -> Optional[str]:
     return url
 
 
+def inside_root(path: Path) -> Path:
+    """``path`` itself when it lies inside the checkpoint root once every
+    symlink is followed, else CheckpointError.  Downloads write only through
+    this: a link inside the root pointing elsewhere (``mr_mt3 -> /etc``), a
+    ``..`` component or an absolute registry path cannot make them write
+    outside it.  The root itself may be a link (it is resolved first)."""
+    from .exceptions import CheckpointError
+
+    root = checkpoint_root().resolve()
+    real = Path(path).resolve()  # follows links of the file and of every folder above it
+    try:
+        real.relative_to(root)
+    except ValueError:
+        raise CheckpointError(
+            f"refusing to write {path}: it resolves to {real}, outside the checkpoint root {root} "
+            f"(a symbolic link, or a path leaving the root). Remove the link, or point "
+            f"{CHECKPOINT_DIR_ENV} at the folder you want the files in."
+        ) from None
+    return Path(path)
+
+
 def files_for(model: str) -> List[Dict[str, Any]]:
     """Copies of the downloadable files of ``model`` with resolved URL and target path."""
     mid = resolve_model_name(model)
@@ -545,6 +566,7 @@ def files_for(model: str) -> List[Dict[str, Any]]:
 
 __all__ = [
     "FAMILIES",
+    "inside_root",
     "family",
     "known_sha256",
     "CHECKPOINT_DIR_ENV",

@@ -587,3 +587,85 @@ def test_wrong_size_checkpoint_download_failure_names_it(local_models, monkeypat
     with pytest.raises(CheckpointDownloadError, match=r"(?s)cannot reach.*has 99 bytes, expected .*--force"):
         download.download_model("fast", export=False, quiet=True)
     assert _locks(local_models.root) == []
+
+
+# ---------------------------------------------------------------------------
+# the checkpoint root: downloads never write outside it
+# ---------------------------------------------------------------------------
+def test_model_ids_are_registry_names_only():
+    from mt3_infer.exceptions import ModelNotFoundError
+
+    for bad in ("../mr_mt3", "/etc/passwd", "mr_mt3/../../x", "..", "mr_mt3\x00"):
+        with pytest.raises(ModelNotFoundError):
+            registry.resolve_model_name(bad)
+
+
+def test_mirror_urls_carry_only_registry_names(monkeypatch):
+    monkeypatch.setenv("MT3_DOWNLOAD_MIRROR", "https://mirror.example/m/")
+    for mid in registry.model_ids():
+        for f in registry.files_for(mid):
+            if f["url"] is None:
+                continue
+            assert f["url"] == f"https://mirror.example/m/{mid}/{f['name']}"
+            assert "/" not in f["name"] and ".." not in f["name"]
+
+
+def test_download_refuses_a_link_out_of_the_root(local_models, tmp_path, monkeypatch):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    local_models.root.mkdir(parents=True)
+    (local_models.root / "mr_mt3").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(CheckpointError, match="outside the checkpoint root"):
+        download.download_model("mr_mt3", export=False, quiet=True)
+    assert list(outside.iterdir()) == []  # nothing written through the link
+    # a file link inside the model folder is refused too
+    (local_models.root / "mr_mt3").unlink()
+    (local_models.root / "mr_mt3").mkdir()
+    (local_models.root / "mr_mt3" / "mt3.pth").symlink_to(outside / "stolen.pth")
+    with pytest.raises(CheckpointError, match="outside the checkpoint root"):
+        download.download_model("mr_mt3", export=False, quiet=True)
+    assert not (outside / "stolen.pth").exists()
+    # the root itself may be a link: files land in its target
+    (local_models.root / "mr_mt3" / "mt3.pth").unlink()
+    real_root = tmp_path / "real_root"
+    real_root.mkdir()
+    linked = tmp_path / "linked_root"
+    linked.symlink_to(real_root, target_is_directory=True)
+    monkeypatch.setenv("MT3_CHECKPOINT_DIR", str(linked))
+    download.download_model("mr_mt3", export=False, quiet=True)
+    assert (real_root / "mr_mt3" / "mt3.pth").is_file()
+
+
+_KILLED_EXPORT = r"""
+import os, signal, sys
+import mt3_infer.export
+from mt3_infer import artifact
+
+def export_checkpoint(model, src, dst):
+    with open(dst, "wb") as f:  # half an artifact, then the process dies
+        f.write(b"PK\x03\x04" + b"\0" * 4096)
+        f.flush()
+        os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+mt3_infer.export.export_checkpoint = export_checkpoint
+artifact.resolve(sys.argv[1], family="mt3")
+"""
+
+
+def test_export_killed_midway_leaves_nothing_a_load_would_use(tmp_path, monkeypatch):
+    import subprocess
+
+    from mt3_infer import artifact
+
+    ckpt = tmp_path / "mt3.pth"
+    ckpt.write_bytes(b"weights" * 1000)
+    r = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(ckpt)], capture_output=True, timeout=120)
+    assert r.returncode == -9, r.stderr  # SIGKILL inside the exporter
+    target = tmp_path / "mt3.mt3i.pt"
+    assert not target.exists()  # the half file never had the artifact's name
+    calls = []
+    _fake_exporter(monkeypatch, calls)
+    out = artifact.resolve(str(ckpt), family="mt3")  # the dead process's lock does not block
+    assert out == target and len(calls) == 1 and artifact.damage(target) is None
+    assert artifact.resolve(str(ckpt), family="mt3") == target and len(calls) == 1  # current now
