@@ -467,6 +467,23 @@ def export_model(model: str, checkpoint=None, output=None, force: bool = False, 
     return artifact.resolve(checkpoint, model=mid, output=output, force=force, quiet=quiet)
 
 
+def cmd_corpus(args) -> int:
+    from .corpus import transcribe_corpus
+
+    kw = {}
+    if args.dtype:
+        kw["dtype"] = args.dtype
+    summary = transcribe_corpus(args.inputs, args.output, args.model, address=args.address, workers=args.workers,
+                                threads_per_worker=args.threads_per_worker, gpus_per_worker=args.gpus_per_worker,
+                                files_per_batch=args.files_per_batch, resume=not args.no_resume,
+                                checkpoint_path=args.checkpoint, max_new_tokens=args.max_new_tokens,
+                                progress=False if args.quiet else None, **kw)
+    for src, msg in summary.errors:
+        _err(f"{src}: {msg}")
+    print(f"{_ok() if not summary.failed else '!'} {summary.line()}; outputs in {summary.output_dir}")
+    return EXIT_OK if not summary.failed else EXIT_FAIL
+
+
 def cmd_export(args) -> int:
     from . import registry
 
@@ -541,6 +558,22 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model", metavar="MODEL")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("corpus", help="transcribe a corpus on Ray Data (pip install 'mt3-infer[ray]')")
+    c.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (searched recursively), globs")
+    c.add_argument("-o", "--output", required=True, help="output folder (midi/, notes/, manifest/, manifest.parquet)")
+    c.add_argument("-m", "--model", default="default", help="model id or alias (default: %(default)s)")
+    c.add_argument("--address", help="address of a running Ray cluster (default: local Ray)")
+    c.add_argument("--workers", type=_positive_int, help="actors, one model each (default: CPUs // threads)")
+    c.add_argument("--threads-per-worker", type=_positive_int, default=1, help="CPU threads per actor")
+    c.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per actor (default 0)")
+    c.add_argument("--files-per-batch", type=_positive_int, default=4, help="files per shared decoder call")
+    c.add_argument("--max-new-tokens", type=_positive_int, help="decoding cap per segment")
+    c.add_argument("--checkpoint", help="checkpoint or exported model (default: the registry copy)")
+    c.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8"), help="opt-in precision")
+    c.add_argument("--no-resume", action="store_true", help="redo inputs already done")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_corpus)
 
     e = sub.add_parser("export", help="export a checkpoint to TorchScript (needs torch)")
     e.add_argument("model", nargs="?", default="default", metavar="MODEL")
