@@ -64,7 +64,7 @@ test: env build synthdeps
 	@echo "== make demo (bundled model, no download)"
 	$(PY) examples/demo.py --out "$$(mktemp -d)/demo.mid"
 	$(MAKE) --no-print-directory isa-run wheel wheel-check
-	@echo "== make asan (the C core under ASan + UBSan + LeakSanitizer, torch-free tests)"
+	@echo "== make asan (the C core under ASan + UBSan + LeakSanitizer: torch-free tests and one bundled-model transcription)"
 	$(MAKE) --no-print-directory asan
 	@echo "== make fuzz (libFuzzer/atheris on the parsers of outside bytes, $(CI_FUZZ_SECONDS) s per target)"
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
