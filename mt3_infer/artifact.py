@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any, Dict, Optional, Union
 
 from . import registry
 from .exceptions import CheckpointError, FrameworkError
+from .utils import progress as progress_helper
 from .utils.atomic import atomic_path, file_lock
 from .export.common import EXPORTER_VERSION, exported_cache_path, read_artifact_meta, sha256_file
 
@@ -185,13 +185,6 @@ def _export(family: str, source: str, target: str) -> None:
     export_checkpoint(family, source, target)
 
 
-def _status(msg: str, quiet: Optional[bool]) -> None:
-    if quiet is None:
-        quiet = not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
-    if not quiet:
-        print(msg, file=sys.stderr)
-
-
 def resolve(checkpoint: Optional[PathArg] = None, *, model: Optional[str] = None,
             family: Optional[str] = None, output: Optional[PathArg] = None, force: bool = False,
             quiet: Optional[bool] = None) -> Path:
@@ -266,18 +259,14 @@ def resolve(checkpoint: Optional[PathArg] = None, *, model: Optional[str] = None
             with file_lock(cache):
                 if not force and _is_current(str(cache), source, fam, sha):
                     return cache
-                _status(f"Exporting {mid or fam} to TorchScript (once): {cache}", quiet)
+                progress_helper.status(f"Exporting {mid or fam} to TorchScript (once): {cache}", quiet)
                 with atomic_path(cache) as tmp:
                     _export(fam, source, tmp)
             return cache
         except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM) and cache is not candidates[-1]:
-                last_error = exc  # not writable here: the next place
-                continue
-            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-                last_error = exc
-                break
-            raise
+            if exc.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+                raise
+            last_error = exc  # not writable here: the next place
     raise CheckpointError(f"cannot write the exported model for {source!r} in "
                           f"{', '.join(str(c.parent) for c in candidates)}: {last_error}")
 

@@ -70,6 +70,18 @@ def _read_soundfile(path: Path, why: str) -> Tuple[np.ndarray, int]:
     return np.ascontiguousarray(data, dtype=np.float32), int(rate)
 
 
+def _native_wav(p: Path, call):
+    """``(call(str(p)), None)`` for a native WAV read, or ``(None, exc)`` when
+    the file's encoding is one the native reader does not decode (soundfile
+    may); any other failure is an AudioError naming the file."""
+    try:
+        return call(str(p)), None
+    except AudioError as exc:
+        if "unsupported WAV" not in str(exc):
+            raise AudioError(f"Failed to load audio from {p}: {exc}") from exc
+        return None, exc
+
+
 def read_audio(path: Union[str, os.PathLike], mono: bool = False) -> Tuple[np.ndarray, int]:
     """Decode a file as is: ``(float32 array (frames, channels), sample_rate)``;
     ``mono=True``: the channel mean, shape ``(frames,)`` — for WAV mixed while
@@ -81,19 +93,17 @@ def read_audio(path: Union[str, os.PathLike], mono: bool = False) -> Tuple[np.nd
     if p.is_dir():
         raise AudioError(f"Audio path is a directory, not a file: {p}")
     if _is_wav(p):
+        got, exc = _native_wav(p, lambda s: _core.read_wav(s, mono=mono))
+        if exc is None:
+            return got
         try:
-            return _core.read_wav(str(p), mono=mono)
-        except AudioError as exc:
-            if "unsupported WAV" not in str(exc):
-                raise AudioError(f"Failed to load audio from {p}: {exc}") from exc
-            try:
-                import soundfile  # noqa: F401
-            except Exception:
-                raise AudioError(
-                    f"Failed to load audio from {p}: {exc}. "
-                    + _SOUNDFILE_HINT.format(what="this WAV encoding")
-                ) from exc
-            return _mix(_read_soundfile(p, "this WAV encoding"), mono)
+            import soundfile  # noqa: F401
+        except Exception:
+            raise AudioError(
+                f"Failed to load audio from {p}: {exc}. "
+                + _SOUNDFILE_HINT.format(what="this WAV encoding")
+            ) from exc
+        return _mix(_read_soundfile(p, "this WAV encoding"), mono)
     ext = p.suffix.lower() or "(no extension)"
     if ext in (".wav", ".wave"):
         raise AudioError(_not_wav_message(p))
@@ -179,12 +189,10 @@ def _load_mono_16k(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, int]:
     then mixed and resampled by the C front end in one call."""
     p = Path(os.fspath(path))
     if p.is_file() and _is_wav(p):
-        try:
-            return _core.load_wav_16k(str(p), method="sinc")
-        except AudioError as exc:
-            if "unsupported WAV" not in str(exc):
-                raise AudioError(f"Failed to load audio from {p}: {exc}") from exc
-            # an encoding the native reader does not decode: soundfile, below
+        got, exc = _native_wav(p, lambda s: _core.load_wav_16k(s, method="sinc"))
+        if exc is None:
+            return got
+        # an encoding the native reader does not decode: soundfile, below
     data, rate = read_audio(p, mono=False)
     if data.shape[0] == 0:
         return data[:, 0] if data.ndim == 2 else data, rate

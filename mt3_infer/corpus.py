@@ -104,15 +104,13 @@ def plan_corpus(inputs, output_dir) -> List[Dict[str, str]]:
     from .cli import _plan_outputs
 
     files = _expand(inputs)
+    root = Path(output_dir)
     seen, out = set(), []
-    mids = _plan_outputs(files, str(Path(output_dir) / "x") + os.sep)
-    for (src, _), mid in zip(files, mids):
+    for (src, _), mid in zip(files, _plan_outputs(files, str(root) + os.sep)):
         src = src.resolve()
-        if src in seen:
-            continue
-        seen.add(src)
-        rel = mid.relative_to(Path(output_dir) / "x").with_suffix("")
-        out.append({"source": str(src), "name": rel.as_posix()})
+        if src not in seen:
+            seen.add(src)
+            out.append({"source": str(src), "name": mid.relative_to(root).with_suffix("").as_posix()})
     return out
 
 
@@ -168,14 +166,13 @@ class Transcriber:
 
     def __init__(self, output_dir: str, model: str, load_kwargs: Dict[str, Any], call_kwargs: Dict[str, Any]):
         from . import api, registry
-        from .download import sha256_file
 
         self.out = Path(output_dir)
         self.model_id = registry.resolve_model_name(model)
         self.adapter = api.load_model(self.model_id, cache=False, **load_kwargs)
         self.call = dict(call_kwargs)
-        exported = getattr(self.adapter, "exported_path", None)
-        self.sha256 = sha256_file(exported) if exported else None
+        # the checkpoint's sha256, recorded in the loaded network's metadata at export (no re-hashing)
+        self.sha256 = (self.adapter.model or {}).get("source_sha256")
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, List[Any]]:
         sources = [str(s) for s in batch["source"]]

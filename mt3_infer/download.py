@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import ssl
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -147,13 +146,6 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def _isatty(stream) -> bool:
-    try:
-        return bool(stream.isatty())
-    except Exception:
-        return False
 
 
 def _make_dirs(folder: Path) -> List[Path]:
@@ -484,13 +476,6 @@ def _write_generated(model_id: str) -> None:
         os.replace(tmp, p)
 
 
-def _status(msg: str, quiet: Optional[bool]) -> None:
-    if quiet is None:
-        quiet = not _isatty(sys.stderr)
-    if not quiet:
-        print(msg, file=sys.stderr)
-
-
 def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
                       progress: ProgressArg = None, quiet: Optional[bool] = None,
                       offline_reason: Optional[str] = None) -> Path:
@@ -501,7 +486,7 @@ def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
         bad = missing_files(mid, verify=verify)
         if bad:
             raise CheckpointError(bundled_missing_message(mid, bad))
-        _status(f"Bundled with the package: {registry.default_checkpoint_path(mid)}", quiet)
+        progress_helper.status(f"Bundled with the package: {registry.default_checkpoint_path(mid)}", quiet)
         return registry.default_checkpoint_path(mid)
     files = registry.files_for(mid) if force else missing_files(mid, verify=verify)
     if files:
@@ -516,14 +501,14 @@ def fetch_model_files(model: str, *, force: bool = False, verify: bool = False,
                 with file_lock(p):
                     if p.exists():
                         p.unlink()
-            _status(f"Downloading {mid}: {f['url']}", quiet)
+            progress_helper.status(f"Downloading {mid}: {f['url']}", quiet)
             try:
                 download_file(f["url"], p, f["sha256"], size=f["size"], progress=progress,
                               desc=f"{mid}/{f['name']}")
             except CheckpointDownloadError as exc:
                 raise CheckpointDownloadError(offline_message(mid, [f], error=str(exc))) from exc
     else:
-        _status(f"Checkpoint already present: {registry.default_checkpoint_path(mid)}", quiet)
+        progress_helper.status(f"Checkpoint already present: {registry.default_checkpoint_path(mid)}", quiet)
     _write_generated(mid)
     return registry.default_checkpoint_path(mid)
 

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Callable, Optional, Tuple
 
-__all__ = ["Bar", "resolve", "stderr_is_tty"]
+__all__ = ["Bar", "resolve", "status", "stderr_is_tty"]
 
 
 def stderr_is_tty() -> bool:
@@ -22,6 +22,15 @@ def stderr_is_tty() -> bool:
         return sys.stderr is not None and bool(sys.stderr.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def status(msg: str, quiet: Optional[bool]) -> None:
+    """One status line on stderr (downloads, exports): ``quiet`` None prints
+    it only when stderr is a terminal."""
+    if quiet is None:
+        quiet = not stderr_is_tty()
+    if not quiet:
+        print(msg, file=sys.stderr)
 
 
 def resolve(progress: Any, *, none: str, true: str, what: str) -> Tuple[bool, Optional[Callable]]:
