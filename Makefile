@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # Every dev/test dependency's exact version lives in constraints-dev.txt.
 TORCH_PIN   := torch==2.13.0
 DEV_DEPS    := numpy mido pytest hypothesis setuptools wheel soxr pretty_midi pyfluidsynth scipy mir_eval matplotlib atheris \
-               'ray[data]' pyarrow
+               'ray[data]' pyarrow msgpack
 # FluidSynth and three GM soundfonts (Debian) render the synthetic data of the bundled model
 SYNTH_DEBS  := fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small
 SYNTH_FILES := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6mb.sf2 \

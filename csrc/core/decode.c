@@ -1,5 +1,6 @@
 #include "core/decode.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,21 @@ static double mono_s(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+/* t5x's brevity penalty ((5 + n) / 6)^alpha, float32 as in jnp. */
+static float brevity(int n)
+{
+    return powf((5.0f + (float)n) / 6.0f, MT3_BEAM1_ALPHA);
+}
+
+/* Beam-1 per-row state, kept parallel to the active rows. */
+typedef struct beam_rows {
+    float *live;   /* L: the live path's log-prob */
+    float *best;   /* the finished candidate's score (MT3_BEAM1_NEG: none yet) */
+    int32_t *eos_at; /* its EOS position (-1: none) */
+    int64_t *ids2;   /* step_top2 output [2 * rows] */
+    float *lp2;
+} beam_rows;
 
 /* Encode k segments into the session: a fresh batch (`fresh`: encode, then
  * append the rest) or more rows after the active ones (append only), at
@@ -90,8 +106,19 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
     int32_t *gsize = malloc((size_t)cap_rows * sizeof *gsize);
     int32_t *gpos = malloc((size_t)cap_rows * sizeof *gpos);
     int *left = malloc((size_t)n_segments * sizeof *left); /* rows still decoding per segment */
+    const int beam = o->rule == MT3_DECODE_BEAM1;
+    const float end_bp = brevity(max_new + 1); /* BP(T + 1) of the break bound */
+    beam_rows br = {0};
+    if (beam) {
+        br.live = malloc((size_t)cap_rows * sizeof *br.live);
+        br.best = malloc((size_t)cap_rows * sizeof *br.best);
+        br.eos_at = malloc((size_t)cap_rows * sizeof *br.eos_at);
+        br.ids2 = malloc((size_t)cap_rows * 2 * sizeof *br.ids2);
+        br.lp2 = malloc((size_t)cap_rows * 2 * sizeof *br.lp2);
+    }
     int rc = MT3_OK;
-    if (!tok || !nxt || !row_of || !keep || !gsize || !gpos || !left) {
+    if (!tok || !nxt || !row_of || !keep || !gsize || !gpos || !left ||
+        (beam && (!br.live || !br.best || !br.eos_at || !br.ids2 || !br.lp2))) {
         rc = mt3_error_set(err, MT3_E_NOMEM, "out of memory for %d decoder rows", cap_rows);
         goto done;
     }
@@ -123,6 +150,11 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
             for (int j = 0; j < k * C; j++) {
                 tok[n_active + j] = meta->start_id;
                 row_of[n_active + j] = next_seg * C + j;
+                if (beam) {
+                    br.live[n_active + j] = 0.0f;
+                    br.best[n_active + j] = MT3_BEAM1_NEG;
+                    br.eos_at[n_active + j] = -1;
+                }
             }
             for (int j = 0; j < k; j++)
                 left[next_seg + j] = C;
@@ -150,8 +182,11 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
             }
             next_report = mono_s() + PROGRESS_INTERVAL_S;
         }
-        rc = n_groups == 1 ? api->step(sess, tok, gpos[0], nxt, err)
-                           : api->step_groups(sess, tok, n_groups, gsize, gpos, nxt, err);
+        if (beam)
+            rc = api->step_top2(sess, tok, n_groups, gsize, gpos, br.live, br.ids2, br.lp2, err);
+        else
+            rc = n_groups == 1 ? api->step(sess, tok, gpos[0], nxt, err)
+                               : api->step_groups(sess, tok, n_groups, gsize, gpos, nxt, err);
         if (rc)
             goto done;
         out->steps++;
@@ -162,14 +197,44 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
             const int p = gpos[g];
             int kept = 0;
             for (int r = 0; r < gsize[g]; r++, i++) {
-                int64_t t = nxt[i];
-                if (t < 0 || t >= meta->vocab_size) {
-                    rc = mt3_error_set(err, MT3_E_INFERENCE,
-                                       "network produced token id %lld outside the vocabulary", (long long)t);
-                    goto done;
+                int64_t *row_ids = ids + (size_t)row_of[i] * (size_t)max_new;
+                int finished;
+                if (beam) {
+                    const int64_t *c = br.ids2 + 2 * (size_t)i;
+                    const float *v = br.lp2 + 2 * (size_t)i;
+                    if (c[0] < 0 || c[0] >= meta->vocab_size || c[1] < 0 || c[1] >= meta->vocab_size ||
+                        c[0] == c[1] || !(v[0] >= v[1])) {
+                        rc = mt3_error_set(err, MT3_E_INFERENCE,
+                                           "network produced candidates %lld, %lld (log-probs %g, %g): not two "
+                                           "distinct ids of the vocabulary in descending order",
+                                           (long long)c[0], (long long)c[1], (double)v[0], (double)v[1]);
+                        goto done;
+                    }
+                    const float bp = brevity(p + 1);
+                    for (int q = 0; q < 2; q++)
+                        if (c[q] == meta->eos_id && v[q] / bp > br.best[i]) {
+                            br.best[i] = v[q] / bp;
+                            br.eos_at[i] = p;
+                        }
+                    const int q = c[0] == meta->eos_id ? 1 : 0; /* the live path never takes EOS */
+                    nxt[i] = c[q];
+                    br.live[i] = v[q];
+                    row_ids[p] = c[q];
+                    finished = p + 1 >= max_new || (br.eos_at[i] >= 0 && br.best[i] > br.live[i] / end_bp);
+                    if (finished && br.eos_at[i] >= 0) { /* the finished candidate: prefix + EOS */
+                        row_ids[br.eos_at[i]] = meta->eos_id;
+                        fill64(row_ids + br.eos_at[i] + 1, (size_t)(p - br.eos_at[i]), meta->pad_id);
+                    }
+                } else {
+                    int64_t t = nxt[i];
+                    if (t < 0 || t >= meta->vocab_size) {
+                        rc = mt3_error_set(err, MT3_E_INFERENCE,
+                                           "network produced token id %lld outside the vocabulary", (long long)t);
+                        goto done;
+                    }
+                    row_ids[p] = t;
+                    finished = ((t == meta->eos_id) && (p > 0 || meta->check_first_eos)) || p + 1 >= max_new;
                 }
-                ids[(size_t)row_of[i] * (size_t)max_new + (size_t)p] = t;
-                int finished = ((t == meta->eos_id) && (p > 0 || meta->check_first_eos)) || p + 1 >= max_new;
                 if (finished) {
                     if (--left[row_of[i] / C] == 0)
                         segs_done++;
@@ -193,6 +258,11 @@ static int decode_rows(const mt3_model *m, mt3_engine_session *sess, const float
             for (int j = 0; j < n_keep; j++) {
                 tok[j] = nxt[keep[j]];
                 row_of[j] = row_of[keep[j]];
+                if (beam) {
+                    br.live[j] = br.live[keep[j]];
+                    br.best[j] = br.best[keep[j]];
+                    br.eos_at[j] = br.eos_at[keep[j]];
+                }
             }
         } else {
             memcpy(tok, nxt, (size_t)n_active * sizeof *tok);
@@ -210,6 +280,11 @@ done:
     free(gsize);
     free(gpos);
     free(left);
+    free(br.live);
+    free(br.best);
+    free(br.eos_at);
+    free(br.ids2);
+    free(br.lp2);
     return rc;
 }
 
@@ -226,6 +301,12 @@ int mt3_decode_greedy(const mt3_model *m, const float *features, int n_segments,
         o = *opts;
     if (n_segments < 0)
         return mt3_error_set(err, MT3_E_VALUE, "n_segments must be >= 0");
+    if (o.rule != MT3_DECODE_GREEDY && o.rule != MT3_DECODE_BEAM1)
+        return mt3_error_set(err, MT3_E_VALUE, "unknown decoding rule %d", o.rule);
+    if (o.rule == MT3_DECODE_BEAM1 && !(m->caps & MT3_ENGINE_CAP_STEP_TOP2))
+        return mt3_error_set(err, MT3_E_CHECKPOINT,
+                             "beam-1 decoding needs an export with step_top2 (mt3-infer-export/5 or later, MT3 "
+                             "family); re-export the checkpoint with `mt3-infer export`");
     if (frames < meta->min_frames || frames > meta->frames)
         return mt3_error_set(err, MT3_E_VALUE,
                              "features have %d frames per segment; this model accepts %d..%d",

@@ -1,6 +1,9 @@
-/* decode — the greedy generation loop over the engine table (any family).
+/* decode — the generation loop over the engine table (any family).
  *
- * Rules (specs/mt3-family.md §4.1, specs/yourmt3.md §5):
+ * Two rules: greedy (every family's anchor) and beam-1 (Magenta's Colab:
+ * t5x beam search with one beam, brevity penalty alpha 0.6; see
+ * MT3_DECODE_BEAM1 below).  Greedy rules (specs/mt3-family.md §4.1,
+ * specs/yourmt3.md §5):
  *   - every decoder row starts from start_id (0) at position 0;
  *   - the next id is the argmax of the logits (the engine's step);
  *   - a row finishes when it emits eos_id (1) — except at its first token
@@ -33,6 +36,26 @@
 #include "core/engine_loader.h"
 #include "core/mt3_error.h"
 
+/* Beam search with one beam (specs/magenta-t5x.md §5.5), per row, with
+ * T = max_new_tokens, BP(n) = ((5 + n) / 6)^0.6 and L the live log-prob
+ * (float32 throughout):
+ *   - each step the engine gives the two best ids of log_softmax + L
+ *     (step_top2; ties -> lower id);
+ *   - an EOS among them with value v at step t becomes the finished
+ *     candidate when v / BP(t + 1) > its score (start: -1e7); the output is
+ *     then the live tokens before t followed by EOS;
+ *   - the live path takes the best non-EOS id (the second when the first is
+ *     EOS) and its value becomes L;
+ *   - the row ends after T steps, or as soon as its finished score exceeds
+ *     L / BP(T + 1) (no later step can beat it);
+ *   - with no finished candidate, the output is the T live tokens.
+ * It costs greedy's steps plus the run past greedy's EOS until the bound
+ * holds.  Rows stay independent, so batching and refills change nothing. */
+#define MT3_DECODE_GREEDY 0
+#define MT3_DECODE_BEAM1 1
+#define MT3_BEAM1_ALPHA 0.6f
+#define MT3_BEAM1_NEG (-1.0e7f)
+
 typedef struct mt3_decode_opts {
     int batch_size;     /* segments per engine batch; <= 0: all segments */
     int max_new_tokens; /* <= 0: meta max_new_tokens; at most meta max_len */
@@ -50,6 +73,8 @@ typedef struct mt3_decode_opts {
     int drain_only;     /* nonzero: batches drain (no refill), the baseline of continuous batching */
     int encode_chunk;   /* most segments per encoder call (its activations grow with them);
                            <= 0: MT3_ENCODE_CHUNK.  Changes no value, only the transient. */
+    int rule;           /* MT3_DECODE_GREEDY (default) or MT3_DECODE_BEAM1 (needs
+                           MT3_ENGINE_CAP_STEP_TOP2: an MT3 export of exporter 5) */
 } mt3_decode_opts;
 
 /* Default and largest segments per encoder call: past 8, a call gets no
@@ -71,7 +96,7 @@ typedef struct mt3_tokens {
 /* Release t->ids and zero the record (safe on NULL / zeroed records). */
 void mt3_tokens_free(mt3_tokens *t);
 
-/* Greedy-decode n_segments feature blocks (host float32, contiguous
+/* Decode (opts->rule: greedy by default) n_segments feature blocks (host float32, contiguous
  * [n_segments][frames][meta.feature_bins]).  `frames` must lie in
  * meta [min_frames, frames].  On success fills *out (caller frees with
  * mt3_tokens_free).  n_segments == 0 gives an empty result. */

@@ -74,7 +74,7 @@ int mt3_engine_open(const char *path, const mt3_engine_api **api, mt3_error *err
                          table->model_device && table->model_caps && table->session_new &&
                          table->session_free && table->session_set_threads && table->encode &&
                          table->append_rows && table->stage_rows && table->append_staged && table->step &&
-                         table->step_groups && table->keep_rows && table->active_rows;
+                         table->step_groups && table->step_top2 && table->keep_rows && table->active_rows;
     if (table->abi_version != MT3_ENGINE_ABI_VERSION || !complete) {
         dlclose(h);
         rc = mt3_error_set(err, MT3_E_FRAMEWORK,

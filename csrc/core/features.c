@@ -16,10 +16,10 @@
 #define N_MELS 512
 #define MT3_HOP 128
 #define MT3_SEG 32768                /* 256 hops */
-#define MT3_FRAMES_PER_SEG 256       /* hops per segment */
+#define MT3_SEG_512 65536            /* 512 hops (mt3_reference_512) */
 #define END_PAD 1920                 /* 2048 + 128*255 - 32768 */
 #define CENTER_PAD (NFFT / 2)        /* reflect padding of center=True */
-#define SEG_BUF (MT3_SEG + 2 * CENTER_PAD)
+#define SEG_BUF (MT3_SEG_512 + 2 * CENTER_PAD) /* the longest segment and its padding */
 #define MEL_MAX_NNZ 16384
 #define MAX_THREADS 64
 
@@ -34,6 +34,10 @@ static const mt3_preset_info INFO[MT3_PRESET_COUNT] = {
                                   .hop = MT3_HOP, .segment_samples = MT3_SEG, .n_frames = 256,
                                   .n_bins = N_MELS, .segment_seconds = 2.048,
                                   .resampler = MT3_RESAMPLE_SOXR_HQ},
+    [MT3_PRESET_MT3_REFERENCE_512] = {.name = "mt3_reference_512", .sample_rate = 16000, .n_fft = NFFT,
+                                      .hop = MT3_HOP, .segment_samples = MT3_SEG_512, .n_frames = 512,
+                                      .n_bins = N_MELS, .segment_seconds = 4.096,
+                                      .resampler = MT3_RESAMPLE_SOXR_HQ},
     [MT3_PRESET_YOURMT3] = {.name = "yourmt3", .sample_rate = 16000, .n_fft = NFFT, .hop = 300,
                             .segment_samples = 32767, .n_frames = 110, .n_bins = 1024,
                             .segment_seconds = 32767.0 / 16000.0, .resampler = MT3_RESAMPLE_SINC},
@@ -60,11 +64,17 @@ int mt3_preset_from_name(const char *name, mt3_preset *out, mt3_error *err)
             }
     return mt3_error_set(err, MT3_E_VALUE,
                          "unknown feature preset '%s'; valid presets: mr_mt3, mt3_pytorch, "
-                         "mt3_reference, yourmt3",
+                         "mt3_reference, yourmt3, mt3_reference_512",
                          name ? name : "(null)");
 }
 
 /* ---- segmentation ------------------------------------------------------ */
+
+/* Hops per segment of an MT3 preset (256; 512 for mt3_reference_512). */
+static size_t seg_hops(mt3_preset p)
+{
+    return (size_t)INFO[p].segment_samples / MT3_HOP;
+}
 
 /* Number of 128-sample hops the preset frames N samples into. */
 static size_t mt3_hops(mt3_preset p, size_t n)
@@ -83,7 +93,7 @@ size_t mt3_features_num_segments(mt3_preset p, size_t n)
     if (p == MT3_PRESET_YOURMT3)
         return (n + (size_t)INFO[p].segment_samples - 1) / (size_t)INFO[p].segment_samples;
     size_t f = mt3_hops(p, n);
-    return (f + MT3_FRAMES_PER_SEG - 1) / MT3_FRAMES_PER_SEG;
+    return (f + seg_hops(p) - 1) / seg_hops(p);
 }
 
 int mt3_features_valid_frames(mt3_preset p, size_t n, size_t seg)
@@ -92,15 +102,17 @@ int mt3_features_valid_frames(mt3_preset p, size_t n, size_t seg)
         return 0;
     if (p == MT3_PRESET_YOURMT3)
         return INFO[p].n_frames;
-    size_t f = mt3_hops(p, n) - seg * MT3_FRAMES_PER_SEG;
-    return f < MT3_FRAMES_PER_SEG ? (int)f : MT3_FRAMES_PER_SEG;
+    size_t f = mt3_hops(p, n) - seg * seg_hops(p);
+    return f < seg_hops(p) ? (int)f : (int)seg_hops(p);
 }
 
 double mt3_features_segment_start(mt3_preset p, size_t seg)
 {
     if (p == MT3_PRESET_YOURMT3)
         return (double)INFO[p].segment_samples * (double)seg / 16000.0;
-    return (double)(MT3_FRAMES_PER_SEG * seg) / 125.0;
+    if (!preset_ok(p))
+        return 0.0;
+    return (double)(seg_hops(p) * seg) / 125.0;
 }
 
 /* ---- one-time tables ---------------------------------------------------- */
@@ -251,6 +263,8 @@ static const melbank *preset_tables(mt3_preset p, mt3_error *err, int *rc)
     pthread_once(&g_window_once, init_window);
     if (p == MT3_PRESET_YOURMT3)
         return NULL;
+    if (p == MT3_PRESET_MT3_REFERENCE_512)
+        p = MT3_PRESET_MT3_REFERENCE; /* the same filterbank, longer segments */
     pthread_once(&g_mel_once[p], init[p]);
     if (!g_mel[p].ok)
         *rc = mt3_error_set(err, MT3_E_INTERNAL, "mel filterbank for %s exceeds its table",
@@ -363,6 +377,7 @@ static void compute_segment(worker *w, mt3_preset p, const melbank *mb, const fl
         switch (p) {
         case MT3_PRESET_MR_MT3:
         case MT3_PRESET_MT3_REFERENCE:
+        case MT3_PRESET_MT3_REFERENCE_512:
             for (int k = 0; k < NSPEC; k++)
                 w->pw[k] = sqrt(w->pw[k]);
             apply_mel(mb, w->pw, w->mel);

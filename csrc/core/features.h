@@ -11,6 +11,8 @@
  *  mt3_pytorch     257 x 512      32768 smp    pad 1..128 zeros: F = floor(N/128)+1,
  *                                              S = ceil(F/256)
  *  mt3_reference   256 x 512      32768 smp    as mt3_pytorch
+ *  mt3_reference_512  512 x 512   65536 smp    as mt3_pytorch, S = ceil(F/512)
+ *                                              (Magenta's ismir2021 piano model)
  *  yourmt3         110 x 1024     32767 smp    S = ceil(N/32767), zero-padded
  * N = 0 gives zero segments for every preset.
  *
@@ -27,7 +29,9 @@
  *                 ln(|X| + 1e-5), then per segment (S - min) / (max - min + 0.008);
  *                 NaN -> 0, +-Inf -> +-FLT_MAX.
  *
- * Padding rows: for the three MT3 presets, rows t >= valid_frames[i] of segment
+ *  mt3_reference_512  the same features over 512-frame segments.
+ *
+ * Padding rows: for the four MT3 presets, rows t >= valid_frames[i] of segment
  * i are exactly 0.0 (the mt3_pytorch row 256 is always zero).  yourmt3 zeroes
  * nothing; its valid_frames are all 110.
  *
@@ -45,10 +49,11 @@ typedef enum mt3_preset {
     MT3_PRESET_MR_MT3 = 0,
     MT3_PRESET_MT3_PYTORCH = 1,
     MT3_PRESET_MT3_REFERENCE = 2,
-    MT3_PRESET_YOURMT3 = 3
+    MT3_PRESET_YOURMT3 = 3,
+    MT3_PRESET_MT3_REFERENCE_512 = 4
 } mt3_preset;
 
-#define MT3_PRESET_COUNT 4
+#define MT3_PRESET_COUNT 5
 
 /* Which stage to return (tests and diagnostics; adapters use FINAL). */
 typedef enum mt3_feature_stage {
@@ -83,7 +88,7 @@ typedef struct mt3_features {
 /* Info for a preset, or NULL for an unknown value. */
 const mt3_preset_info *mt3_preset_get_info(mt3_preset p);
 
-/* Parse "mr_mt3" | "mt3_pytorch" | "mt3_reference" | "yourmt3" (exact, lower
+/* Parse "mr_mt3" | "mt3_pytorch" | "mt3_reference" | "yourmt3" | "mt3_reference_512" (exact, lower
  * case).  Unknown name -> MT3_E_VALUE with a message listing the valid ones. */
 int mt3_preset_from_name(const char *name, mt3_preset *out, mt3_error *err);
 
@@ -95,7 +100,7 @@ size_t mt3_features_num_segments(mt3_preset p, size_t n);
 int mt3_features_valid_frames(mt3_preset p, size_t n, size_t seg);
 
 /* Nominal start time of segment seg in seconds, double: 256*seg/125.0 for the
- * MT3 presets, 32767*seg/16000.0 for yourmt3.  (MT3-PyTorch's 10 ms flooring
+ * MT3 presets (512*seg/125.0 for mt3_reference_512), 32767*seg/16000.0 for yourmt3.  (MT3-PyTorch's 10 ms flooring
  * belongs to its decoder, not here.) */
 double mt3_features_segment_start(mt3_preset p, size_t seg);
 

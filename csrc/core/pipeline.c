@@ -19,6 +19,7 @@ static const mt3_recipe k_recipes[] = {
                             .preset = MT3_PRESET_YOURMT3, .refuse_resample = 0, .scheme = MT3_SCHEME_YOURMT3,
                             .midi = MT3_MIDI_YOURMT3, .default_midi_flags = 0u},
 };
+_Static_assert(sizeof k_recipes / sizeof k_recipes[0] == MT3_RECIPE_COUNT, "one recipe per id");
 
 #define N_RECIPES (sizeof k_recipes / sizeof k_recipes[0])
 
@@ -96,6 +97,7 @@ mt3_run_opts mt3_run_opts_default(const mt3_recipe *r)
     memset(&o, 0, sizeof o);
     o.want_midi = 1;
     o.preset_override = -1;
+    o.decode_rule = -1;
     o.midi_flags = r ? r->default_midi_flags : 0u;
     return o;
 }
@@ -342,7 +344,8 @@ int mt3_pipeline_run_many(const mt3_recipe *r, const mt3_model *m, int n_inputs,
         wp.seg_offset = w0;
         wp.token_offset = row_steps;
         mt3_decode_opts dopts = {plan.batch, max_new, o.num_threads, o.cancel,
-                                 o.progress ? window_progress_cb : NULL, &wp, o.drain_only, plan.encode_chunk};
+                                 o.progress ? window_progress_cb : NULL, &wp, o.drain_only, plan.encode_chunk,
+                                 o.decode_rule >= 0 ? o.decode_rule : r->decode_rule};
         rc = mt3_decode_greedy(m, feats, nw, pi->n_frames, &dopts, &toks, err);
         steps += toks.steps;
         row_steps += toks.row_steps;

@@ -12,6 +12,10 @@
  *                 anchor's preprocess)                 (32767-sample         13-channel  (MT3_MIDI_YOURMT3)
  *                                                      segments)             merge
  *
+ * Every recipe decodes greedily by default (decode_rule); beam search with
+ * one beam (MT3_DECODE_BEAM1, Magenta's rule) is an option of the call
+ * (mt3_run_opts.decode_rule) for networks exported with step_top2.
+ *
  * The two MT3 recipes use the same exported network (family "mt3"); MR-MT3
  * feeds 256 frames per segment, MT3-PyTorch 257.  yourmt3 needs a "yourmt3"
  * export (of last.ckpt) and decodes 13 channels per segment, 8 segments per
@@ -47,6 +51,8 @@ typedef enum mt3_recipe_id {
     MT3_RECIPE_YOURMT3 = 2
 } mt3_recipe_id;
 
+#define MT3_RECIPE_COUNT 3
+
 typedef struct mt3_recipe {
     const char *name;         /* "mr_mt3", "mt3_pytorch", "yourmt3" */
     const char *family;       /* artifact family the network must have: "mt3", "yourmt3" */
@@ -59,6 +65,7 @@ typedef struct mt3_recipe {
     mt3_scheme scheme;        /* token -> note rules */
     mt3_midi_style midi;      /* MIDI writer */
     unsigned default_midi_flags; /* the anchor's defaults (MT3_MIDI_AUTO_FILTER for mt3_pytorch) */
+    int decode_rule;          /* MT3_DECODE_GREEDY (the anchors) or MT3_DECODE_BEAM1 (Magenta's Colab) */
 } mt3_recipe;
 
 /* The recipe table is the one place that decides, per adapter, the network
@@ -109,10 +116,11 @@ typedef struct mt3_run_opts {
     const volatile int *cancel; /* optional, see mt3_decode_opts */
     int (*progress)(void *user, int segments_done, int segments_total, int64_t tokens_done);
     void *progress_user;        /* optional progress callback, see mt3_decode_opts */
+    int decode_rule;     /* < 0 (default): the recipe's rule; else MT3_DECODE_GREEDY or MT3_DECODE_BEAM1 */
 } mt3_run_opts;
 
-/* Defaults: everything 0 except want_midi = 1, preset_override = -1 and
- * midi_flags = the recipe's default_midi_flags. */
+/* Defaults: everything 0 except want_midi = 1, preset_override = -1,
+ * decode_rule = -1 and midi_flags = the recipe's default_midi_flags. */
 mt3_run_opts mt3_run_opts_default(const mt3_recipe *r);
 
 #define MT3_DEFAULT_MEMORY_MB 2048

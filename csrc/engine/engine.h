@@ -50,6 +50,10 @@
  *        cross_k, cross_v) -> next ids [N] (optional, exporter 2): rows in
  *        contiguous groups, group g at position positions[g]; each group's
  *        self-attention covers exactly its positions 0..positions[g].
+ *   step_top2(tokens[N], sizes, positions, live_logp[N] float32, self_k, ...)
+ *        -> (ids [N, 2] int64, values [N, 2] float32) (optional, exporter 5):
+ *        grouped as step_groups; the two best ids of
+ *        log_softmax(logits) + live_logp (descending, ties -> lower id).
  *   encoder_hidden(features[B,T,F]) -> final encoder states (tests/debug).
  */
 #ifndef MT3_ENGINE_H
@@ -63,7 +67,7 @@
 extern "C" {
 #endif
 
-#define MT3_ENGINE_ABI_VERSION 2
+#define MT3_ENGINE_ABI_VERSION 3
 
 typedef struct mt3_engine_model mt3_engine_model;
 typedef struct mt3_engine_session mt3_engine_session;
@@ -163,6 +167,17 @@ typedef struct mt3_engine_api {
                        const int32_t *sizes, const int32_t *positions, int64_t *next_out,
                        mt3_error *err);
 
+    /* One beam-1 step (t5x beam search with one beam, specs/magenta-t5x.md
+     * §5.5) over the active rows, grouped as step_groups: live_logp[i] is
+     * row i's running log-probability L.  For each row, the two largest
+     * values of log_softmax(logits) + L (float32; ties -> the lower id) go
+     * to ids_out[2i], ids_out[2i+1] (descending) and their values to
+     * logp_out[2i], logp_out[2i+1].  Needs MT3_ENGINE_CAP_STEP_TOP2 (else
+     * MT3_E_FRAMEWORK). */
+    int (*step_top2)(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, const int32_t *sizes,
+                     const int32_t *positions, const float *live_logp, int64_t *ids_out, float *logp_out,
+                     mt3_error *err);
+
     /* Keep only the listed active rows (ascending indices into the current
      * active set); their caches move with them. */
     int (*keep_rows)(mt3_engine_session *s, const int32_t *rows, int n_rows,
@@ -174,6 +189,8 @@ typedef struct mt3_engine_api {
 
 /* The exported module has step_groups (exporter "mt3-infer-export/2"). */
 #define MT3_ENGINE_CAP_STEP_GROUPS 1
+/* The exported module has step_top2 (exporter "mt3-infer-export/5"). */
+#define MT3_ENGINE_CAP_STEP_TOP2 2
 
 typedef const mt3_engine_api *(*mt3_engine_get_api_fn)(void);
 

@@ -47,6 +47,7 @@ struct mt3_engine_model {
     int num_threads = 0;
     bool prepacked = false;
     bool step_groups = false;  // the module has step_groups (continuous batching)
+    bool step_top2 = false;    // the module has step_top2 (beam-1 decoding, exporter 5)
     // dimensions bound by the loader (model_bind), from the parsed metadata
     bool bound = false;
     int frames = 0, min_frames = 1, feature_bins = 0, channels = 1;
@@ -295,6 +296,7 @@ int model_load(const char *path, const mt3_engine_load_opts *opts, mt3_engine_mo
                 return set_err(err, MT3_E_CHECKPOINT,
                                std::string("exported model lacks the method '") + name + "'");
         m->step_groups = m->module.find_method("step_groups").has_value();
+        m->step_top2 = m->module.find_method("step_top2").has_value();
         m->module.eval();
         if (m->dtype != at::kFloat)
             m->module.to(m->dtype);
@@ -632,13 +634,14 @@ int check_step(mt3_engine_session *s, const int64_t *tokens_in, const char *what
 }
 
 // Run the module's `method` over the active rows: (tokens, <middle...>,
-// self_k, self_v, cross_k, cross_v) -> next ids, after growing the self cache
-// to hold max_pos.  The shared body of step and step_groups.
+// self_k, self_v, cross_k, cross_v) -> result, after growing the self cache
+// to hold max_pos.  The shared body of step, step_groups and step_top2.
 // `middle(args)` appends the method's arguments between the tokens and the
-// caches; it runs inside the catch-all (building IValues allocates).
-template <class Middle>
+// caches, `collect(result, n)` copies the result out; both run inside the
+// catch-all (building IValues allocates).
+template <class Middle, class Collect>
 int run_step(mt3_engine_session *s, const int64_t *tokens_in, const char *method, Middle &&middle, int max_pos,
-             int64_t *next_out, mt3_error *err)
+             Collect &&collect, mt3_error *err)
 {
     const mt3_engine_model *m = s->m;
     return in_session(s, err, MT3_E_INFERENCE, "decoder step failed", [&]() -> int {
@@ -652,15 +655,33 @@ int run_step(mt3_engine_session *s, const int64_t *tokens_in, const char *method
         args.push_back(s->self_v.narrow(1, 0, n));
         args.push_back(s->cross_k.narrow(1, 0, n));
         args.push_back(s->cross_v.narrow(1, 0, n));
-        at::Tensor nxt = m->module.get_method(method)(std::move(args)).toTensor();
-        if (nxt.dim() != 1 || nxt.size(0) != n)
-            return set_err(err, MT3_E_INFERENCE,
-                           std::string(method) + " returned ids of an unexpected shape " + c10::str(nxt.sizes()));
-        nxt = nxt.to(at::kCPU, at::kLong).contiguous();
-        std::memcpy(next_out, nxt.data_ptr<int64_t>(), sizeof(int64_t) * static_cast<size_t>(n));
+        c10::IValue res = m->module.get_method(method)(std::move(args));
+        int rc = collect(res, n);
+        if (rc)
+            return rc;
         s->last_pos = std::max(s->last_pos, max_pos);
         return MT3_OK;
     });
+}
+
+// Copy a [shape...] result tensor of `count` elements of `type` to `out`.
+int copy_result(const at::Tensor &t, at::ScalarType type, std::initializer_list<int64_t> shape, void *out,
+                const char *method, mt3_error *err)
+{
+    if (t.sizes() != c10::IntArrayRef(shape))
+        return set_err(err, MT3_E_INFERENCE,
+                       std::string(method) + " returned a result of an unexpected shape " + c10::str(t.sizes()));
+    at::Tensor c = t.to(at::kCPU, type).contiguous();
+    std::memcpy(out, c.data_ptr(), c.nbytes());
+    return MT3_OK;
+}
+
+// The next-id collector of step and step_groups.
+auto ids_collector(int64_t *next_out, const char *method, mt3_error *err)
+{
+    return [=](const c10::IValue &res, int n) -> int {
+        return copy_result(res.toTensor(), at::kLong, {n}, next_out, method, err);
+    };
 }
 
 int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next_out, mt3_error *err)
@@ -677,7 +698,45 @@ int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next
         return rc;
     return run_step(
         s, tokens_in, "step", [&](std::vector<c10::IValue> &a) { a.emplace_back(static_cast<int64_t>(pos)); }, pos,
-        next_out, err);
+        ids_collector(next_out, "step", err), err);
+}
+
+// Checks of a grouped step (step_groups, step_top2): groups of >= 1 rows at
+// positions inside the cache that add up to the active rows.  *max_pos
+// receives the highest position.
+int check_groups(mt3_engine_session *s, int n_groups, const int32_t *sizes, const int32_t *positions,
+                 const char *what, int *max_pos, mt3_error *err)
+{
+    const mt3_engine_model *m = s->m;
+    if (n_groups < 1 || n_groups > s->active)
+        return set_errf(err, MT3_E_VALUE, "%s: bad group count", what);
+    long long total = 0;
+    *max_pos = 0;
+    for (int g = 0; g < n_groups; ++g) {
+        if (sizes[g] < 1 || positions[g] < 0 || positions[g] >= m->max_len)
+            return set_errf(err, MT3_E_VALUE, "%s: group %d has %d rows at position %d (positions 0..%d)", what,
+                            g, static_cast<int>(sizes[g]), static_cast<int>(positions[g]), m->max_len - 1);
+        total += sizes[g];
+        *max_pos = std::max(*max_pos, static_cast<int>(positions[g]));
+    }
+    if (total != s->active)
+        return set_errf(err, MT3_E_VALUE, "%s: group sizes add up to %lld, not the %d active rows", what, total,
+                        s->active);
+    return MT3_OK;
+}
+
+// The group sizes and positions as the TorchScript lists the methods take.
+auto groups_middle(int n_groups, const int32_t *sizes, const int32_t *positions)
+{
+    return [=](std::vector<c10::IValue> &a) {
+        c10::List<int64_t> sz, ps;
+        for (int g = 0; g < n_groups; ++g) {
+            sz.push_back(sizes[g]);
+            ps.push_back(positions[g]);
+        }
+        a.emplace_back(std::move(sz));
+        a.emplace_back(std::move(ps));
+    };
 }
 
 int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, const int32_t *sizes,
@@ -691,37 +750,52 @@ int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, c
                        "step_groups: this exported model has no step_groups method (exported by an older "
                        "mt3-infer); re-export it with `mt3-infer export` for continuous batching");
     int rc = check_step(s, tokens_in, "step_groups", err);
+    int max_pos = 0;
+    if (!rc)
+        rc = check_groups(s, n_groups, sizes, positions, "step_groups", &max_pos, err);
     if (rc)
         return rc;
-    if (n_groups < 1 || n_groups > s->active)
-        return set_err(err, MT3_E_VALUE, "step_groups: bad group count");
-    long long total = 0;
+    return run_step(s, tokens_in, "step_groups", groups_middle(n_groups, sizes, positions), max_pos,
+                    ids_collector(next_out, "step_groups", err), err);
+}
+
+int step_top2(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, const int32_t *sizes,
+              const int32_t *positions, const float *live_logp, int64_t *ids_out, float *logp_out, mt3_error *err)
+{
+    if (!s || !tokens_in || !sizes || !positions || !live_logp || !ids_out || !logp_out)
+        return set_err(err, MT3_E_VALUE, "step_top2: NULL argument");
+    const mt3_engine_model *m = s->m;
+    if (!m->step_top2)
+        return set_err(err, MT3_E_FRAMEWORK,
+                       "step_top2: this exported model has no step_top2 method (exported before "
+                       "mt3-infer-export/5); re-export it with `mt3-infer export` for beam-1 decoding");
+    int rc = check_step(s, tokens_in, "step_top2", err);
     int max_pos = 0;
-    for (int g = 0; g < n_groups; ++g) {
-        if (sizes[g] < 1 || positions[g] < 0 || positions[g] >= m->max_len)
-            return set_errf(err, MT3_E_VALUE, "step_groups: group %d has %d rows at position %d (positions 0..%d)",
-                            g, static_cast<int>(sizes[g]), static_cast<int>(positions[g]), m->max_len - 1);
-        total += sizes[g];
-        max_pos = std::max(max_pos, static_cast<int>(positions[g]));
-    }
-    if (total != s->active)
-        return set_errf(err, MT3_E_VALUE, "step_groups: group sizes add up to %lld, not the %d active rows", total,
-                        s->active);
+    if (!rc)
+        rc = check_groups(s, n_groups, sizes, positions, "step_top2", &max_pos, err);
+    if (rc)
+        return rc;
+    auto groups = groups_middle(n_groups, sizes, positions);
     auto middle = [&](std::vector<c10::IValue> &a) {
-        c10::List<int64_t> sz, ps;
-        for (int g = 0; g < n_groups; ++g) {
-            sz.push_back(sizes[g]);
-            ps.push_back(positions[g]);
-        }
-        a.emplace_back(std::move(sz));
-        a.emplace_back(std::move(ps));
+        groups(a);
+        at::Tensor lp = torch::from_blob(const_cast<float *>(live_logp), {s->active}, at::kFloat);
+        a.emplace_back(m->device.is_cpu() ? lp.clone() : lp.to(m->device));
     };
-    return run_step(s, tokens_in, "step_groups", middle, max_pos, next_out, err);
+    auto collect = [&](const c10::IValue &res, int n) -> int {
+        if (!res.isTuple() || res.toTupleRef().elements().size() != 2)
+            return set_err(err, MT3_E_INFERENCE, "step_top2 returned no (ids, log-probabilities) pair");
+        const auto &el = res.toTupleRef().elements();
+        int r = copy_result(el[0].toTensor(), at::kLong, {n, 2}, ids_out, "step_top2", err);
+        return r ? r : copy_result(el[1].toTensor(), at::kFloat, {n, 2}, logp_out, "step_top2", err);
+    };
+    return run_step(s, tokens_in, "step_top2", middle, max_pos, collect, err);
 }
 
 int model_caps(const mt3_engine_model *m)
 {
-    return m && m->step_groups ? MT3_ENGINE_CAP_STEP_GROUPS : 0;
+    if (!m)
+        return 0;
+    return (m->step_groups ? MT3_ENGINE_CAP_STEP_GROUPS : 0) | (m->step_top2 ? MT3_ENGINE_CAP_STEP_TOP2 : 0);
 }
 
 int keep_rows(mt3_engine_session *s, const int32_t *rows, int n_rows, mt3_error *err)
@@ -786,6 +860,7 @@ const mt3_engine_api kApi = {
     append_staged,
     step,
     step_groups,
+    step_top2,
     keep_rows,
     active_rows,
 };

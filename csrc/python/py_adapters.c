@@ -156,12 +156,28 @@ static PyObject *EngineModel_get_device(EngineModelObject *self, void *closure)
 /* Shared by the adapters: run the decode loop on a float32 feature block.
  * Returns a new int64 array [S, C, L] (and the step counters). */
 PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int batch_size,
-                              int max_new_tokens, int num_threads, int drain_only, int64_t *steps,
-                              int64_t *row_steps);
+                              int max_new_tokens, int num_threads, int drain_only, int rule,
+                              int64_t *steps, int64_t *row_steps);
+
+/* "greedy" / "beam1" -> MT3_DECODE_*; ValueError otherwise. */
+static int decode_rule_from_name(const char *name, int *rule)
+{
+    if (!strcmp(name, "greedy"))
+        *rule = MT3_DECODE_GREEDY;
+    else if (!strcmp(name, "beam1"))
+        *rule = MT3_DECODE_BEAM1;
+    else {
+        PyErr_Format(PyExc_ValueError,
+                     "decoding must be 'beam1' (t5x beam search with one beam, Magenta's) or 'greedy', got '%s'",
+                     name);
+        return -1;
+    }
+    return 0;
+}
 
 PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int batch_size,
-                              int max_new_tokens, int num_threads, int drain_only, int64_t *steps,
-                              int64_t *row_steps)
+                              int max_new_tokens, int num_threads, int drain_only, int rule,
+                              int64_t *steps, int64_t *row_steps)
 {
     PyArrayObject *arr = (PyArrayObject *)PyArray_FROM_OTF(features, NPY_FLOAT32,
                                                            NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
@@ -183,7 +199,7 @@ PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int ba
         return PyErr_Format(PyExc_ValueError, "features too large");
     }
     const mt3_decode_opts opts = {.batch_size = batch_size, .max_new_tokens = max_new_tokens,
-                                  .num_threads = num_threads, .drain_only = drain_only};
+                                  .num_threads = num_threads, .drain_only = drain_only, .rule = rule};
     mt3_tokens toks;
     memset(&toks, 0, sizeof toks);
     mt3_error err;
@@ -217,11 +233,14 @@ PyObject *mt3py_engine_decode(const mt3_model *model, PyObject *features, int ba
 static PyObject *EngineModel_decode(EngineModelObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"features", "batch_size", "max_new_tokens", "num_threads", "stats", "drain_only",
-                             NULL};
+                             "decoding", NULL};
     PyObject *features;
-    int batch_size = 0, max_new = 0, threads = 0, stats = 0, drain_only = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iiipp", kwlist, &features, &batch_size, &max_new,
-                                     &threads, &stats, &drain_only))
+    int batch_size = 0, max_new = 0, threads = 0, stats = 0, drain_only = 0, rule = MT3_DECODE_GREEDY;
+    const char *decoding = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iiippz", kwlist, &features, &batch_size, &max_new,
+                                     &threads, &stats, &drain_only, &decoding))
+        return NULL;
+    if (decoding && decode_rule_from_name(decoding, &rule) < 0)
         return NULL;
     if (check_loaded(self) < 0)
         return NULL;
@@ -230,8 +249,8 @@ static PyObject *EngineModel_decode(EngineModelObject *self, PyObject *args, PyO
         return NULL;
     }
     int64_t steps = 0, row_steps = 0;
-    PyObject *ids = mt3py_engine_decode(self->model, features, batch_size, max_new, threads, drain_only, &steps,
-                                        &row_steps);
+    PyObject *ids = mt3py_engine_decode(self->model, features, batch_size, max_new, threads, drain_only, rule,
+                                        &steps, &row_steps);
     if (!ids || !stats)
         return ids;
     return Py_BuildValue("NLL", ids, (long long)steps, (long long)row_steps);
@@ -245,8 +264,10 @@ static PyGetSetDef EngineModel_getset[] = {
 
 static PyMethodDef EngineModel_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))EngineModel_decode, METH_VARARGS | METH_KEYWORDS,
-     "decode(features, batch_size=0, max_new_tokens=0, num_threads=0, stats=False, drain_only=False)\n"
-     "Greedy-decode float32 features [segments, frames, bins] -> int64 ids\n"
+     "decode(features, batch_size=0, max_new_tokens=0, num_threads=0, stats=False, drain_only=False,\n"
+     "       decoding='greedy')\n"
+     "Decode float32 features [segments, frames, bins] (greedy, or 'beam1': t5x beam search with one\n"
+     "beam and length penalty 0.6) -> int64 ids\n"
      "[segments, channels, length] (with stats: (ids, steps, row_steps))."},
     {NULL, NULL, 0, NULL},
 };
@@ -509,21 +530,24 @@ static PyObject *adapter_run(AdapterCoreObject *self, PyObject *args, PyObject *
                              "sort_notes",  "batch_size",   "max_new_tokens", "num_threads",
                              "allow_resample", "decode_flags", "midi_flags",  "stats",
                              "preset",      "progress",     "max_memory_mb", "drain_only", "tokens", "max_segments",
-                             NULL};
+                             "decoding",    NULL};
     PyObject *audio_o, *sr_o;
     int want_midi = 1, want_notes = 0, sort_notes = 1, batch = 0, max_new = 0, threads = 0;
     int allow_resample = 0, stats = 0, max_mb = 0, drain_only = 0, want_tokens = 0, max_segments = 0;
     unsigned int decode_flags = 0;
     long long midi_flags = -1;
-    const char *preset_name = NULL;
+    const char *preset_name = NULL, *decoding = NULL;
     PyObject *progress = Py_None;
     if (core_ready(self) < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzOippi", kwlist, &audio_o, &sr_o, &want_midi,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pppiiipILpzOippiz", kwlist, &audio_o, &sr_o, &want_midi,
                                      &want_notes, &sort_notes, &batch, &max_new, &threads,
                                      &allow_resample, &decode_flags, &midi_flags, &stats,
                                      &preset_name, &progress, &max_mb, &drain_only, &want_tokens,
-                                     &max_segments))
+                                     &max_segments, &decoding))
+        return NULL;
+    int decode_rule = -1;
+    if (decoding && decode_rule_from_name(decoding, &decode_rule) < 0)
         return NULL;
     if (progress != Py_None && !PyCallable_Check(progress))
         return PyErr_Format(PyExc_TypeError,
@@ -611,6 +635,7 @@ static PyObject *adapter_run(AdapterCoreObject *self, PyObject *args, PyObject *
         o.num_threads = threads;
         o.max_memory_mb = max_mb;
         o.drain_only = drain_only;
+        o.decode_rule = decode_rule;
         o.want_tokens = want_tokens && stats;
         o.max_segments = max_segments > 0 ? max_segments : 0;
         o.allow_resample = allow_resample;

@@ -537,6 +537,12 @@ class MT3Runtime(nn.Module):
         hd = self.n_heads
         dk = self.d_kv
         x = torch.embedding(self.embed, tokens) + group_positions(self.dec_pe, sizes, poss)
+        many = len(sizes) > 1
+        rows = torch.arange(n, device=tokens.device)
+        at = rows  # each row's position (several groups): one cache write per layer for all rows
+        if many:
+            at = torch.cat([torch.full([sizes[g]], poss[g], dtype=torch.long, device=tokens.device)
+                            for g in range(len(sizes))])
         i = 0
         for layer in self.dec_layers:
             base = 6 * i
@@ -544,6 +550,12 @@ class MT3Runtime(nn.Module):
             qkv = self._lin(a, layer.wqkv, base).view(n, 3, hd, dk)
             kc = self_k.select(0, i)
             vc = self_v.select(0, i)
+            if many:
+                kc.index_put_([rows, None, at], qkv.select(1, 1))
+                vc.index_put_([rows, None, at], qkv.select(1, 2))
+            else:
+                kc.select(2, poss[0]).copy_(qkv.select(1, 1))
+                vc.select(2, poss[0]).copy_(qkv.select(1, 2))
             outs: List[Tensor] = []
             r0 = 0
             for gi in range(len(sizes)):
@@ -552,8 +564,6 @@ class MT3Runtime(nn.Module):
                 part = qkv.narrow(0, r0, sz)
                 kg = kc.narrow(0, r0, sz)
                 vg = vc.narrow(0, r0, sz)
-                kg.select(2, pos).copy_(part.select(1, 1))
-                vg.select(2, pos).copy_(part.select(1, 2))
                 q = part.select(1, 0).unsqueeze(2)  # [sz, H, 1, Dh]
                 outs.append(attend(q, kg.narrow(2, 0, pos + 1),
                                          vg.narrow(2, 0, pos + 1)).reshape(sz, self.inner))
@@ -593,6 +603,23 @@ class MT3Runtime(nn.Module):
         (continuous batching): group g is the next sizes[g] rows, at position
         poss[g]; each writes its keys/values at its own position."""
         return torch.argmax(self._rows_logits(tokens, sizes, poss, self_k, self_v, cross_k, cross_v), dim=-1)
+
+    @torch.jit.export
+    def step_top2(self, tokens: Tensor, sizes: List[int], poss: List[int], live_logp: Tensor, self_k: Tensor,
+                  self_v: Tensor, cross_k: Tensor, cross_v: Tensor) -> Tuple[Tensor, Tensor]:
+        """One step of beam search with one beam (t5x, specs/magenta-t5x.md
+        §5.5), rows grouped as :meth:`step_groups`: the candidates'
+        log-probabilities log_softmax(logits) + live_logp[row] in float32 and
+        the two best of them per row, descending, ties -> the lower id (as
+        ``lax.top_k``).  Returns (ids [N, 2] int64, values [N, 2] float32)."""
+        logits = self._rows_logits(tokens, sizes, poss, self_k, self_v, cross_k, cross_v).float()
+        lp = torch.log_softmax(logits, dim=-1) + live_logp.float().unsqueeze(1)
+        i1 = torch.argmax(lp, dim=-1, keepdim=True)  # first maximum: the lowest id among ties
+        v1 = lp.gather(1, i1)
+        lp.scatter_(1, i1, float("-inf"))
+        i2 = torch.argmax(lp, dim=-1, keepdim=True)
+        v2 = lp.gather(1, i2)
+        return torch.cat([i1, i2], 1), torch.cat([v1, v2], 1)
 
     def forward(self, features: Tensor) -> Tensor:
         return self.encoder_hidden(features)
