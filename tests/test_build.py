@@ -14,7 +14,7 @@ def test_core_imports_without_torch():
 
 def test_core_extension_loaded():
     core = importlib.import_module("mt3_infer._core")
-    assert core.ENGINE_ABI_VERSION == 2  # csrc/engine/engine.h
+    assert core.ENGINE_ABI_VERSION == 3  # csrc/engine/engine.h (3: step_top2)
     assert mt3_infer.__version__
 
 
