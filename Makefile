@@ -168,7 +168,7 @@ wheel-check:
 	$(PY) tools/wheel/check_wheel.py dist/mt3_infer-*.whl
 
 # libFuzzer targets on the C parsers of outside bytes (csrc/fuzz/: WAV/RF64
-# reader, mt3_infer.json reader, token decoding + MIDI of the three schemes,
+# reader, mt3_infer.json reader, token decoding (+ MIDI where a recipe exists) of every scheme,
 # the MIDI writers' note input), built with clang, ASan + UBSan (LeakSanitizer
 # on), and atheris targets on the Python ones (py_unpickler: the restricted
 # checkpoint unpickler; py_download: model names, mirror URLs, Content-Range;

@@ -13,7 +13,20 @@ scheme / style          tokens                        MIDI writer
                         the anchor's own rules          truncated delta ticks)
 ``"yourmt3"``           (segments, 13, length),       ``"yourmt3"`` (480 tpq,
                         596 ids                         named tracks)
+``"magenta"``           (segments, length), 1536 ids  (no recipe yet: use
+                        Magenta's own decoding of the   ``decode_tokens(...,
+                        ``mt3`` checkpoint              sort=False)``)
+``"magenta_piano"``     (segments, length), 1664 ids  (as ``"magenta"``)
+                        Magenta ``ismir2021``: 127
+                        velocity bins, no ties
 ======================  ===========================  ==========================
+
+``"magenta"`` is ``"mt3_pytorch"``'s decoder with Magenta's token
+post-processing (specs/magenta-t5x.md §5.6): PAD, UNK, T5 extra and padding ids
+are invalid events that are skipped, so a generated UNK does not end the
+segment.  ``"magenta_piano"`` uses the same rule on the 1664-id vocabulary
+(velocity = bin 1..127, initial 100), no tie sections (notes stay active across
+segments; a tie token is invalid) and starts floored from 4.096 s steps.
 
 Tokens are the raw ids each model emits *after* its start token, PAD (0) after
 EOS; any integer dtype.  Corrected behaviour (the specs' [F] items) is only
@@ -79,9 +92,11 @@ def decode_tokens(tokens, scheme, segment_starts=None, *, corrected=False, flags
     """Decode raw model ids into notes.
 
     Args:
-        tokens: integer array, shape ``(segments, length)`` for ``"mt3_pytorch"``
-            and ``"mr_mt3"``, ``(segments, 13, length)`` for ``"yourmt3"``.
-        scheme: ``"mt3_pytorch"``, ``"mr_mt3"`` or ``"yourmt3"``.
+        tokens: integer array, shape ``(segments, length)`` for ``"mt3_pytorch"``,
+            ``"mr_mt3"``, ``"magenta"`` and ``"magenta_piano"``,
+            ``(segments, 13, length)`` for ``"yourmt3"``.
+        scheme: one of :data:`SCHEMES`: ``"mt3_pytorch"``, ``"mr_mt3"``,
+            ``"yourmt3"``, ``"magenta"`` or ``"magenta_piano"``.
         segment_starts: start time (s) of each segment; ``None`` uses the
             adapter's own convention (``default_segment_starts``).
         corrected: apply the scheme's corrected ([F]) rules instead of the
@@ -93,7 +108,8 @@ def decode_tokens(tokens, scheme, segment_starts=None, *, corrected=False, flags
     Returns:
         structured array of ``NOTE_DTYPE``.  Drum notes carry program 0
         (MR-MT3's flushed drums: 9, as in the anchor) for the MT3 schemes and
-        128 for YourMT3; YourMT3 velocities are 100 (what its MIDI holds).
+        128 for YourMT3; YourMT3 velocities are 100 (what its MIDI holds),
+        ``"magenta_piano"`` velocities the decoded bin (100 before any).
 
     Raises:
         ValueError: bad shape, dtype, scheme, flags or start times; YourMT3 ids
@@ -148,7 +164,8 @@ def tokens_to_midi(tokens, scheme, segment_starts=None, *, auto_filter=True, cor
 
     Returns ``(midi_bytes, notes)`` with the notes in the scheme's order (the
     order the writer saw).  ``auto_filter`` applies to ``"mt3_pytorch"`` only;
-    ``corrected`` switches both stages to their corrected rules.
+    ``corrected`` switches both stages to their corrected rules.  ValueError
+    for a scheme without a MIDI recipe (e.g. ``"magenta"`` until one exists).
     """
     return _core.tokens_to_midi(
         tokens, scheme, segment_starts, corrected=bool(corrected), flags=int(flags),
@@ -158,6 +175,6 @@ def tokens_to_midi(tokens, scheme, segment_starts=None, *, auto_filter=True, cor
 
 def default_segment_starts(scheme, n):
     """Start times (s) the adapter of ``scheme`` gives its first ``n`` segments:
-    ``mt3_pytorch`` floors 2.048 i to 10 ms, ``mr_mt3`` uses 2.048 i exactly,
-    ``yourmt3`` 32767 i / 16000."""
+    ``mt3_pytorch`` and ``magenta`` floor 2.048 i to 10 ms, ``magenta_piano``
+    floors 4.096 i, ``mr_mt3`` uses 2.048 i exactly, ``yourmt3`` 32767 i / 16000."""
     return _core.segment_starts(scheme, int(n))

@@ -1,6 +1,7 @@
 """Plain-Python reference of token -> note decoding, written from the specs
-(specs/mt3-family.md §4.2, §5, §6; specs/yourmt3.md §6, §7), not from the C
-code.  Deliberately simple: dicts in insertion order, lists, Python sorts.
+(specs/mt3-family.md §4.2, §5, §6; specs/magenta-t5x.md §5.6, §5.7, §6;
+specs/yourmt3.md §6, §7), not from the C code.  Deliberately simple: dicts in
+insertion order, lists, Python sorts.
 
 Notes are tuples (onset, offset, pitch, velocity, program, is_drum).
 """
@@ -19,7 +20,22 @@ YMT3_RANGES = [  # yourmt3 §6.1
     ("shift", 3, 206), ("pitch", 209, 128), ("velocity", 337, 2), ("tie", 339, 1),
     ("program", 340, 128), ("drum", 468, 128),
 ]
-VOCABS = {"mt3": MT3_RANGES, "yourmt3": YMT3_RANGES}
+MAGENTA_PIANO_RANGES = [  # magenta-t5x §6.1 (ismir2021, 127 velocity bins)
+    ("pad", 0, 1), ("eos", 1, 1), ("unk", 2, 1),
+    ("shift", 3, 1001), ("pitch", 1004, 128), ("velocity", 1132, 128), ("tie", 1260, 1),
+    ("program", 1261, 128), ("drum", 1389, 128), ("extra", 1517, 100), ("unused", 1617, 47),
+]
+VOCABS = {"mt3": MT3_RANGES, "yourmt3": YMT3_RANGES, "magenta_piano": MAGENTA_PIANO_RANGES}
+_NOT_CODEC = ("pad", "eos", "unk", "extra", "unused")
+
+
+def codec_classes(vocab):
+    """Magenta codec classes: the event ids between the 3 specials and the extra ids."""
+    return sum(c for n, _, c in VOCABS[vocab] if n not in _NOT_CODEC)
+
+
+def velocity_bins(vocab):
+    return next(c for n, _, c in VOCABS[vocab] if n == "velocity") - 1
 
 
 def decode_id(vocab, raw):
@@ -36,11 +52,12 @@ def encode_event(vocab, name, value):
     return -1
 
 
-def magenta_decode(codec_id):
-    """Magenta codec id (raw - 3) -> event; None outside 0..1387 (invalid event)."""
-    if codec_id < 0 or codec_id > 1387:
+def magenta_decode(codec_id, vocab="mt3"):
+    """Magenta codec id (raw - 3) -> event; None outside 0..classes-1 (invalid
+    event: 0..1387 for "mt3", 0..1513 for "magenta_piano")."""
+    if codec_id < 0 or codec_id >= codec_classes(vocab):
         return None
-    return decode_id("mt3", codec_id + 3)
+    return decode_id(vocab, codec_id + 3)
 
 
 # --------------------------------------------------------------- start times
@@ -57,8 +74,14 @@ def start_yourmt3(i):
     return 32767 * i / 16000
 
 
+def start_magenta_piano(i):
+    t = (512 * i) / 125.0  # magenta-t5x §5.2: input_times[0] of a 512-frame segment
+    return t - t % 0.01
+
+
 DEFAULT_START = {"mt3_pytorch": start_mt3_pytorch, "mr_mt3": start_mr_mt3,
-                 "yourmt3": start_yourmt3}
+                 "yourmt3": start_yourmt3, "magenta": start_mt3_pytorch,
+                 "magenta_piano": start_magenta_piano}
 
 
 # ------------------------------------------------------------ §4.2 post-proc
@@ -74,6 +97,20 @@ def postprocess(row):
     return out
 
 
+def magenta_postprocess(row, vocab="mt3"):
+    """magenta-t5x §5.6 (decode_tf + trim_eos): -1 at/after the first EOS, ids
+    3..base-1 -> id - 3, everything else (PAD, UNK, extra and padding ids, any
+    other value) -> -2; then cut before the first -1."""
+    base = 3 + codec_classes(vocab)
+    out = []
+    for raw in row:
+        raw = int(raw)
+        if raw == 1:
+            break  # this and every later position is -1; cut there
+        out.append(raw - 3 if 3 <= raw < base else -2)
+    return out
+
+
 # ---------------------------------------------- MT3 schemes: note state machine
 MIN_DUR = 0.01
 
@@ -83,9 +120,10 @@ class _Reject(Exception):
 
 
 class MT3State:
-    def __init__(self, mrmt3, magenta_drums):
+    def __init__(self, mrmt3, magenta_drums, num_velocity_bins=1):
         self.mrmt3 = mrmt3
         self.magenta_drums = magenta_drums
+        self.num_velocity_bins = num_velocity_bins
         self.time = 0.0
         self.velocity = 100
         self.program = 0
@@ -134,8 +172,8 @@ class MT3State:
                         on, v = self.active.pop(key)
                         self.add(value, on, t, v, 0, True)
                     self.active[key] = (t, self.velocity)
-        elif kind == "velocity":
-            self.velocity = 0 if value == 0 else 127
+        elif kind == "velocity":  # vocabularies.bin_to_velocity
+            self.velocity = 0 if value == 0 else int(127 * value / self.num_velocity_bins)
         elif kind == "program":
             self.program = value
         elif kind == "tie":
@@ -173,12 +211,12 @@ class MT3State:
         return self.notes
 
 
-def decode_segment(state, values, start, max_time):
+def decode_segment(state, values, start, max_time, vocab="mt3"):
     """§6.1 decode_events over codec values."""
     steps = 0
     t = start
     for pos, v in enumerate(values):
-        ev = magenta_decode(v)
+        ev = magenta_decode(v, vocab)
         if ev is None:
             continue
         kind, value = ev
@@ -409,8 +447,38 @@ def decode_yourmt3(tokens, starts=None, remap=True, trim_after_remap=False):
     return [n.as_tuple(velocity=100) for n in allnotes]
 
 
+MAGENTA_SCHEMES = {  # scheme -> (vocabulary, NoteEncodingWithTiesSpec?)   magenta-t5x §1, §6.3
+    "magenta": ("mt3", True),
+    "magenta_piano": ("magenta_piano", False),
+}
+
+
+def decode_magenta(tokens, scheme, starts=None):
+    """Magenta's own inference (magenta-t5x §5.6, §5.7, §6): rows of raw ids ->
+    notes in append order.  Same state machine as MT3-PyTorch; the token rule of
+    §5.6; for "magenta_piano" 127 velocity bins and no tie section
+    (begin_decoding_segment is a no-op, so a tie token is rejected)."""
+    vocab, ties = MAGENTA_SCHEMES[scheme]
+    n = len(tokens)
+    if starts is None:
+        starts = [DEFAULT_START[scheme](i) for i in range(n)]
+    segs = [(float(starts[i]), magenta_postprocess(row, vocab)) for i, row in enumerate(tokens)]
+    order = sorted(range(n), key=lambda i: segs[i][0])
+    state = MT3State(False, True, velocity_bins(vocab))
+    for k, i in enumerate(order):
+        start, vals = segs[i]
+        max_time = segs[order[k + 1]][0] if k + 1 < n else None
+        if ties:
+            state.tied = set()
+            state.tie_section = True
+        decode_segment(state, vals, start, max_time, vocab)
+    return state.flush()
+
+
 def decode(tokens, scheme, starts=None, corrected=False):
     """Dispatch like _core.decode_tokens(..., sort=False)."""
+    if scheme in MAGENTA_SCHEMES:
+        return decode_magenta(tokens, scheme, starts)
     if scheme == "yourmt3":
         return decode_yourmt3(tokens, starts, trim_after_remap=corrected)
     if scheme == "mr_mt3" and corrected:

@@ -1,5 +1,6 @@
-"""Vocabulary tables and id <-> event mapping (mt3-family §5, yourmt3 §6.1),
-segment start-time conventions (mt3-family §2.5/§4.2, yourmt3 §2.3/§3.1)."""
+"""Vocabulary tables and id <-> event mapping (mt3-family §5, magenta-t5x §6.1,
+yourmt3 §6.1), segment start-time conventions (mt3-family §2.5/§4.2,
+magenta-t5x §5.2, yourmt3 §2.3/§3.1)."""
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from mt3_infer.codec import default_segment_starts
 import ref_decode as R
 
 NAMES = _core.EVENT_TYPE_NAMES
+SIZES = {"mt3": 1536, "yourmt3": 596, "magenta_piano": 1664}
 
 
 def c_decode(vocab, ids):
@@ -19,18 +21,18 @@ def c_decode(vocab, ids):
     return [(NAMES[a], int(b)) for a, b in zip(t.ravel(), v.ravel())]
 
 
-@pytest.mark.parametrize("vocab", ["mt3", "yourmt3"])
+@pytest.mark.parametrize("vocab", ["mt3", "yourmt3", "magenta_piano"])
 def test_table_matches_spec(vocab):
     table = _core.vocab_table(vocab)
     assert [(n, f, c) for n, f, c, _ in table] == R.VOCABS[vocab]
     assert all(m == 0 for *_, m in table)
     size = sum(c for _, _, c, _ in table)
-    assert size == (1536 if vocab == "mt3" else 596)
+    assert size == SIZES[vocab]
 
 
-@pytest.mark.parametrize("vocab", ["mt3", "yourmt3"])
+@pytest.mark.parametrize("vocab", ["mt3", "yourmt3", "magenta_piano"])
 def test_every_id_and_out_of_range(vocab):
-    size = 1536 if vocab == "mt3" else 596
+    size = SIZES[vocab]
     ids = list(range(-5, size + 5)) + [-(2**63), 2**63 - 1, 2**31, -(2**31) - 1, 10**12]
     assert c_decode(vocab, ids) == [R.decode_id(vocab, i) for i in ids]
 
@@ -59,22 +61,47 @@ def test_yourmt3_boundaries_from_spec():
     assert c_decode("yourmt3", list(expect)) == list(expect.values())
 
 
-@pytest.mark.parametrize("vocab", ["mt3", "yourmt3"])
+@pytest.mark.parametrize("vocab", ["mt3", "yourmt3", "magenta_piano"])
 def test_encode_roundtrip(vocab):
-    size = 1536 if vocab == "mt3" else 596
+    size = SIZES[vocab]
     for raw in range(size):
         name, value = R.decode_id(vocab, raw)
         assert _core.vocab_encode(vocab, name, value) == raw
     # values outside the type's range have no id
     assert _core.vocab_encode(vocab, "pitch", 128) == -1
     assert _core.vocab_encode(vocab, "pitch", -1) == -1
-    assert _core.vocab_encode(vocab, "shift", 1001 if vocab == "mt3" else 206) == -1
+    assert _core.vocab_encode(vocab, "shift", 206 if vocab == "yourmt3" else 1001) == -1
+    assert _core.vocab_encode(vocab, "velocity", 128 if vocab == "magenta_piano" else 2) == -1
     assert _core.vocab_encode(vocab, "out_of_range", 0) == -1
     assert _core.vocab_encode(vocab, "velocity", 2**40) == -1
     with pytest.raises(ValueError):
         _core.vocab_encode(vocab, "bogus", 0)
     if vocab == "yourmt3":
         assert _core.vocab_encode(vocab, "extra", 0) == -1
+
+
+def test_magenta_piano_boundaries_from_spec():
+    # magenta-t5x §6.1 table (num_velocity_bins = 127)
+    expect = {
+        0: ("pad", 0), 1: ("eos", 0), 2: ("unk", 0),
+        3: ("shift", 0), 1003: ("shift", 1000), 1004: ("pitch", 0), 1131: ("pitch", 127),
+        1132: ("velocity", 0), 1133: ("velocity", 1), 1259: ("velocity", 127),
+        1260: ("tie", 0), 1261: ("program", 0), 1388: ("program", 127), 1389: ("drum", 0),
+        1516: ("drum", 127), 1517: ("extra", 0), 1616: ("extra", 99), 1617: ("unused", 0),
+        1663: ("unused", 46), 1664: ("out_of_range", 0), -1: ("out_of_range", 0),
+    }
+    assert c_decode("magenta_piano", list(expect)) == list(expect.values())
+
+
+def test_magenta_piano_sizes_derivation():
+    # 1514 codec classes, base 1517, + 100 extra ids = 1617, padded to 128 -> 1664
+    table = _core.vocab_table("magenta_piano")
+    classes = sum(c for n, _, c, _ in table if n not in ("pad", "eos", "unk", "extra", "unused"))
+    assert classes == 1514 == R.codec_classes("magenta_piano")
+    assert 3 + classes + 100 == 1617
+    assert 128 * math.ceil(1617 / 128) == 1664
+    assert R.velocity_bins("magenta_piano") == 127 and R.velocity_bins("mt3") == 1
+    assert "magenta_piano" in _core.VOCABS and "mt3" in _core.VOCABS
 
 
 def test_codec_sizes_derivation():
@@ -107,7 +134,15 @@ def test_start_times_worked_example():
     assert [round(s * 100) for s in ys] == [0, 205, 410, 614, 819, 1024, 1229, 1434]
 
 
-@pytest.mark.parametrize("scheme", ["mt3_pytorch", "mr_mt3", "yourmt3"])
+def test_start_times_magenta_worked_example():
+    # magenta-t5x §5.2 step 5: mt3 as MT3-PyTorch, ismir2021 floors 4.096 i
+    assert default_segment_starts("magenta", 4).tolist() == [0, 2.04, 4.09, 6.140000000000001]
+    assert default_segment_starts("magenta_piano", 8).tolist() == [
+        0, 4.09, 8.19, 12.280000000000001, 16.38, 20.48, 24.57, 28.67]
+
+
+@pytest.mark.parametrize("scheme", ["mt3_pytorch", "mr_mt3", "yourmt3", "magenta",
+                                    "magenta_piano"])
 def test_start_times_match_reference(scheme):
     got = default_segment_starts(scheme, 3000)
     ref = [R.DEFAULT_START[scheme](i) for i in range(3000)]

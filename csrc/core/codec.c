@@ -15,6 +15,21 @@ static const mt3_vocab_range MT3_TABLE[] = {
     {MT3_EV_UNUSED, 1491, 45, 0},
 };
 
+/* specs/magenta-t5x.md §6.1 (ismir2021, num_velocity_bins = 127) */
+static const mt3_vocab_range PIANO_TABLE[] = {
+    {MT3_EV_PAD, 0, 1, 0},
+    {MT3_EV_EOS, 1, 1, 0},
+    {MT3_EV_UNK, 2, 1, 0},
+    {MT3_EV_SHIFT, 3, 1001, 0},
+    {MT3_EV_PITCH, 1004, 128, 0},
+    {MT3_EV_VELOCITY, 1132, 128, 0},
+    {MT3_EV_TIE, 1260, 1, 0},
+    {MT3_EV_PROGRAM, 1261, 128, 0},
+    {MT3_EV_DRUM, 1389, 128, 0},
+    {MT3_EV_EXTRA, 1517, 100, 0},
+    {MT3_EV_UNUSED, 1617, 47, 0},
+};
+
 /* specs/yourmt3.md §6.1 */
 static const mt3_vocab_range YMT3_TABLE[] = {
     {MT3_EV_PAD, 0, 1, 0},
@@ -37,7 +52,32 @@ int32_t mt3_vocab_size(mt3_vocab v)
         return MT3_VOCAB_SIZE_MT3;
     case MT3_VOCAB_YOURMT3:
         return MT3_VOCAB_SIZE_YOURMT3;
+    case MT3_VOCAB_MAGENTA_PIANO:
+        return MT3_VOCAB_SIZE_MAGENTA_PIANO;
     }
+    return 0;
+}
+
+int32_t mt3_vocab_codec_classes(mt3_vocab v)
+{
+    switch (v) {
+    case MT3_VOCAB_MT3:
+        return MT3_MT3_CODEC_CLASSES;
+    case MT3_VOCAB_YOURMT3:
+        return MT3_YMT3_CODEC_CLASSES;
+    case MT3_VOCAB_MAGENTA_PIANO:
+        return MT3_MAGENTA_PIANO_CODEC_CLASSES;
+    }
+    return 0;
+}
+
+int32_t mt3_vocab_velocity_bins(mt3_vocab v)
+{
+    size_t n = 0;
+    const mt3_vocab_range *t = mt3_vocab_table(v, &n);
+    for (size_t i = 0; i < n; i++)
+        if (t[i].type == MT3_EV_VELOCITY)
+            return t[i].count - 1;
     return 0;
 }
 
@@ -52,6 +92,10 @@ const mt3_vocab_range *mt3_vocab_table(mt3_vocab v, size_t *n_ranges)
         if (n_ranges)
             *n_ranges = COUNT_OF(YMT3_TABLE);
         return YMT3_TABLE;
+    case MT3_VOCAB_MAGENTA_PIANO:
+        if (n_ranges)
+            *n_ranges = COUNT_OF(PIANO_TABLE);
+        return PIANO_TABLE;
     }
     if (n_ranges)
         *n_ranges = 0;
@@ -93,12 +137,17 @@ int64_t mt3_codec_encode(mt3_vocab v, mt3_event ev)
     return -1;
 }
 
-mt3_event mt3_codec_decode_magenta(int64_t codec_id)
+mt3_event mt3_codec_decode_codec_id(mt3_vocab v, int64_t codec_id)
 {
     mt3_event ev = {MT3_EV_OUT_OF_RANGE, 0};
-    if (codec_id < 0 || codec_id >= MT3_MT3_CODEC_CLASSES)
+    if (codec_id < 0 || codec_id >= mt3_vocab_codec_classes(v))
         return ev;
-    return mt3_codec_decode(MT3_VOCAB_MT3, codec_id + MT3_NUM_SPECIAL_TOKENS);
+    return mt3_codec_decode(v, codec_id + MT3_NUM_SPECIAL_TOKENS);
+}
+
+mt3_event mt3_codec_decode_magenta(int64_t codec_id)
+{
+    return mt3_codec_decode_codec_id(MT3_VOCAB_MT3, codec_id);
 }
 
 const char *mt3_event_type_name(int32_t type)

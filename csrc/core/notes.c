@@ -1,5 +1,6 @@
-/* Token -> note decoding for the three anchor adapters.
- * Facts: specs/mt3-family.md §4.2, §5, §6 and specs/yourmt3.md §6, §7. */
+/* Token -> note decoding for the anchor adapters and Magenta's own runs.
+ * Facts: specs/mt3-family.md §4.2, §5, §6, specs/magenta-t5x.md §5.6, §5.7, §6
+ * and specs/yourmt3.md §6, §7. */
 #include "core/notes.h"
 
 #include <math.h>
@@ -231,6 +232,45 @@ static void omap_del(omap *m, int32_t k)
 /* ------------------------------------------------------------------------ */
 /* MT3 schemes: Magenta / MR-MT3 state machine                               */
 
+/* How a scheme turns a raw id into something decode_events sees (§4.2 and
+ * magenta-t5x §5.6).  All three stop at the first EOS. */
+enum token_rule {
+    TOK_MT3_PYTORCH, /* id - 3, UNK (-1) cuts the row like EOS, PAD/extra invalid */
+    TOK_MR_MT3,      /* ids < 3 (PAD, UNK, negatives) filtered out, rest id - 3 */
+    TOK_MAGENTA      /* 3..base-1 -> id - 3; PAD, UNK, extra, padding: invalid (-2) */
+};
+
+/* One MT3-family scheme: everything the shared decoder is parametrised by. */
+typedef struct mt3_family {
+    mt3_vocab vocab;   /* id layout (velocity bins, codec classes) */
+    int token_rule;    /* enum token_rule */
+    int ties;          /* NoteEncodingWithTiesSpec: a tie section opens every segment */
+    int mrmt3;         /* the anchor's MR-MT3 rewrite (§6.4) */
+    double frames;     /* frames per segment (125 frames/s) */
+    int floor10ms;     /* segment starts floored to 10 ms (t - fmod(t, 0.01)) */
+} mt3_family;
+
+static const mt3_family *family_of(mt3_scheme s)
+{
+    static const mt3_family mt3_pytorch = {MT3_VOCAB_MT3, TOK_MT3_PYTORCH, 1, 0, 256.0, 1};
+    static const mt3_family mr_mt3 = {MT3_VOCAB_MT3, TOK_MR_MT3, 1, 1, 256.0, 0};
+    static const mt3_family magenta = {MT3_VOCAB_MT3, TOK_MAGENTA, 1, 0, 256.0, 1};
+    static const mt3_family piano = {MT3_VOCAB_MAGENTA_PIANO, TOK_MAGENTA, 0, 0, 512.0, 1};
+    switch (s) {
+    case MT3_SCHEME_MT3_PYTORCH:
+        return &mt3_pytorch;
+    case MT3_SCHEME_MR_MT3:
+        return &mr_mt3;
+    case MT3_SCHEME_MAGENTA:
+        return &magenta;
+    case MT3_SCHEME_MAGENTA_PIANO:
+        return &piano;
+    case MT3_SCHEME_YOURMT3:
+        break;
+    }
+    return NULL;
+}
+
 typedef struct mt3dec {
     omap act;
     uint8_t tied[NKEYS];
@@ -240,7 +280,9 @@ typedef struct mt3dec {
     int32_t velocity, program;
     int tie_section;
     int mrmt3;         /* the anchor's MR-MT3 rules */
-    int magenta_drums; /* drums as Magenta (always for MT3-PyTorch) */
+    int magenta_drums; /* drums as Magenta (always for the Magenta schemes) */
+    int32_t vel_bins;  /* velocity bins of the vocabulary (1 or 127) */
+    const mt3_family *fam;
     mt3_notes *out;
     mt3_error *err;
     size_t invalid;
@@ -329,8 +371,8 @@ static int note_event(mt3dec *d, double t, mt3_event ev)
         omap_put_new(&d->act, k, t, d->velocity);
         return 0;
     }
-    case MT3_EV_VELOCITY:
-        d->velocity = ev.value == 0 ? 0 : 127;
+    case MT3_EV_VELOCITY: /* bin_to_velocity: 0, else int(127 b / bins) */
+        d->velocity = ev.value == 0 ? 0 : (int32_t)((127 * (int64_t)ev.value) / d->vel_bins);
         return 0;
     case MT3_EV_PROGRAM:
         d->program = ev.value;
@@ -411,8 +453,8 @@ static int cmp_seg(const void *pa, const void *pb, void *ctx)
     return 0;
 }
 
-/* decode_events (§6.1) over one row of raw ids, with the §4.2 post-processing
- * of each adapter folded in. */
+/* decode_events (§6.1) over one row of raw ids, with the scheme's token
+ * post-processing (§4.2 / magenta-t5x §5.6) folded in. */
 static int decode_row_mt3(mt3dec *d, const int64_t *row, size_t length, double start,
                           int has_max, double max_time)
 {
@@ -421,16 +463,18 @@ static int decode_row_mt3(mt3dec *d, const int64_t *row, size_t length, double s
     for (size_t j = 0; j < length; j++) {
         int64_t id = row[j];
         if (id == MT3_TOKEN_EOS)
-            break; /* -1 from here on: MR-MT3 filters it out, MT3-PyTorch cuts */
-        if (d->mrmt3) {
+            break; /* -1 from here on: MR-MT3 filters it out, the others cut */
+        if (d->fam->token_rule == TOK_MR_MT3) {
             if (id < MT3_NUM_SPECIAL_TOKENS)
                 continue; /* values < 0 (PAD -> -3, UNK -> -1, negatives) dropped */
-        } else if (id == MT3_TOKEN_UNK) {
+        } else if (d->fam->token_rule == TOK_MT3_PYTORCH && id == MT3_TOKEN_UNK) {
             break; /* UNK -> -1 = the EOS marker: cut */
         }
+        /* TOK_MAGENTA: PAD, UNK, extra and padding ids are -2, an invalid event
+         * below, like any id outside the codec under the other rules */
         mt3_event ev = {MT3_EV_OUT_OF_RANGE, 0};
         if (id >= MT3_NUM_SPECIAL_TOKENS)
-            ev = mt3_codec_decode_magenta(id - MT3_NUM_SPECIAL_TOKENS);
+            ev = mt3_codec_decode_codec_id(d->fam->vocab, id - MT3_NUM_SPECIAL_TOKENS);
         if (ev.type == MT3_EV_OUT_OF_RANGE) {
             d->invalid++;
             continue;
@@ -467,6 +511,9 @@ static int decode_mt3(mt3_scheme s, const int64_t *tokens, size_t nseg, size_t l
                       const double *starts, unsigned flags, mt3_notes *out, mt3_error *err)
 {
     int rc = MT3_OK;
+    const mt3_family *fam = family_of(s);
+    if (!fam)
+        return mt3_error_set(err, MT3_E_VALUE, "scheme %d is not an MT3 scheme", (int)s);
     mt3dec *d = malloc(sizeof *d);
     seg_order *ord = malloc((nseg ? nseg : 1) * sizeof *ord);
     if (!d || !ord) {
@@ -481,7 +528,9 @@ static int decode_mt3(mt3_scheme s, const int64_t *tokens, size_t nseg, size_t l
     d->velocity = 100;
     d->program = 0;
     d->tie_section = 0;
-    d->mrmt3 = s == MT3_SCHEME_MR_MT3;
+    d->fam = fam;
+    d->vel_bins = mt3_vocab_velocity_bins(fam->vocab);
+    d->mrmt3 = fam->mrmt3;
     d->magenta_drums = !d->mrmt3 || (flags & MT3_DECODE_MRMT3_MAGENTA_DRUMS);
     d->out = out;
     d->err = err;
@@ -498,8 +547,10 @@ static int decode_mt3(mt3_scheme s, const int64_t *tokens, size_t nseg, size_t l
         const int64_t *row = tokens + ord[k].index * length;
         if (d->mrmt3 && !row_has_kept_token_mrmt3(row, length))
             continue; /* MR-MT3 omits segments left without tokens */
-        tied_clear(d);
-        d->tie_section = 1;
+        if (fam->ties) { /* begin_decoding_segment; a no-op for NoteEncodingSpec */
+            tied_clear(d);
+            d->tie_section = 1;
+        }
         int has_max = drop_rule && k + 1 < nseg;
         double max_time = has_max ? ord[k + 1].start : 0.0;
         if ((rc = decode_row_mt3(d, row, length, ord[k].start, has_max, max_time)))
@@ -968,36 +1019,38 @@ unsigned mt3_decode_corrected_flags(mt3_scheme s)
         return MT3_DECODE_MRMT3_DROP_RULE | MT3_DECODE_MRMT3_MAGENTA_DRUMS;
     case MT3_SCHEME_YOURMT3:
         return MT3_DECODE_YMT3_TRIM_AFTER_REMAP;
-    default:
-        return 0;
-    }
-}
-
-size_t mt3_scheme_channels(mt3_scheme s)
-{
-    switch (s) {
-    case MT3_SCHEME_MT3_PYTORCH:
-    case MT3_SCHEME_MR_MT3:
-        return 1;
-    case MT3_SCHEME_YOURMT3:
-        return 13;
+    case MT3_SCHEME_MT3_PYTORCH: /* Magenta's algorithm verbatim: nothing to correct */
+    case MT3_SCHEME_MAGENTA:
+    case MT3_SCHEME_MAGENTA_PIANO:
+        break;
     }
     return 0;
 }
 
+size_t mt3_scheme_channels(mt3_scheme s)
+{
+    if (s == MT3_SCHEME_YOURMT3)
+        return 13;
+    return family_of(s) ? 1 : 0;
+}
+
+int mt3_scheme_vocab(mt3_scheme s)
+{
+    if (s == MT3_SCHEME_YOURMT3)
+        return MT3_VOCAB_YOURMT3;
+    const mt3_family *f = family_of(s);
+    return f ? (int)f->vocab : -1;
+}
+
 double mt3_segment_start(mt3_scheme s, size_t i)
 {
-    switch (s) {
-    case MT3_SCHEME_MT3_PYTORCH: {
-        double t = (double)(256.0 * (double)i) / 125.0;
-        return t - fmod(t, 0.01);
-    }
-    case MT3_SCHEME_MR_MT3:
-        return (256.0 * (double)i) / 125.0;
-    case MT3_SCHEME_YOURMT3:
+    if (s == MT3_SCHEME_YOURMT3)
         return (32767.0 * (double)i) / 16000.0;
-    }
-    return 0.0;
+    const mt3_family *f = family_of(s);
+    if (!f)
+        return 0.0;
+    double t = (f->frames * (double)i) / 125.0; /* input_times[0] = frame / 125.0 */
+    return f->floor10ms ? t - fmod(t, 0.01) : t;
 }
 
 int mt3_decode_tokens(mt3_scheme s, const int64_t *tokens, size_t n_segments, size_t n_channels,

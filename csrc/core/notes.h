@@ -1,7 +1,17 @@
-/* Raw decoder ids -> notes, one scheme per anchor adapter.
+/* Raw decoder ids -> notes, one scheme per anchor adapter or Magenta model.
  *
  *   MT3_SCHEME_MT3_PYTORCH  Magenta's decoding as run by mt3-infer 0.2.0's
  *                           MT3PyTorchAdapter (specs/mt3-family.md §4.2, §6.1-6.3).
+ *   MT3_SCHEME_MAGENTA      Magenta's own decoding of the `mt3` checkpoint
+ *                           (specs/magenta-t5x.md §5.6, §5.7): as MT3-PyTorch but
+ *                           with Magenta's token post-processing -- PAD, UNK,
+ *                           extra and padding ids are invalid events (skipped),
+ *                           so a generated UNK does not end the segment.
+ *   MT3_SCHEME_MAGENTA_PIANO Magenta's `ismir2021` piano model (magenta-t5x §6):
+ *                           the 1664-id vocabulary (127 velocity bins, velocity =
+ *                           bin), NoteEncodingSpec (no tie section: notes stay
+ *                           active across segments, a tie token is invalid),
+ *                           512-frame segments, same token rule as MAGENTA.
  *   MT3_SCHEME_MR_MT3       the anchor's own rewrite for MRMT3Adapter (§4.2, §6.4),
  *                           quirks included: sustained drums keyed (d, 9), per-note
  *                           flush end, no drop rule, UNK skipped.
@@ -22,8 +32,9 @@
 
 /* One note.  Times in seconds.  Drum notes: MT3 schemes use program 0
  * (MR-MT3's flushed drums keep program 9, as in the anchor), YourMT3 uses
- * program 128.  Velocities: 127 (or the initial 100) for MT3 schemes, 100 for
- * YourMT3 (the value its MIDI writer uses). */
+ * program 128.  Velocities: 127 (or the initial 100) for the 1-bin MT3
+ * schemes, the decoded bin 1..127 (or 100) for Magenta piano, 100 for YourMT3
+ * (the value its MIDI writer uses). */
 typedef struct mt3_note {
     double onset, offset;
     int32_t pitch, velocity, program;
@@ -40,8 +51,13 @@ typedef struct mt3_notes {
 typedef enum mt3_scheme {
     MT3_SCHEME_MT3_PYTORCH = 0,
     MT3_SCHEME_MR_MT3 = 1,
-    MT3_SCHEME_YOURMT3 = 2
+    MT3_SCHEME_YOURMT3 = 2,
+    MT3_SCHEME_MAGENTA = 3,
+    MT3_SCHEME_MAGENTA_PIANO = 4
 } mt3_scheme;
+
+/* Schemes are 0 .. MT3_SCHEME_COUNT-1. */
+#define MT3_SCHEME_COUNT 5
 
 /* ---- decode flags (bit set; 0 = the anchor's behaviour) ------------------ */
 /* [F] MR-MT3: apply Magenta's max_time drop rule (mt3-family §10 item 4): events
@@ -65,18 +81,26 @@ typedef enum mt3_scheme {
      MT3_DECODE_YMT3_TRIM_AFTER_REMAP | MT3_DECODE_YMT3_NO_REMAP | MT3_DECODE_CORRECTED)
 
 /* The [F] flags MT3_DECODE_CORRECTED stands for, for scheme s (0 for
- * MT3-PyTorch, which is Magenta's algorithm verbatim). */
+ * MT3-PyTorch and the two Magenta schemes, which are Magenta's algorithm
+ * verbatim).  The MR-MT3 flags have no effect on the Magenta-rule schemes. */
 unsigned mt3_decode_corrected_flags(mt3_scheme s);
 
-/* Number of decoder channels of a scheme: 1 (MT3 schemes) or 13 (YourMT3). */
+/* Number of decoder channels of a scheme: 1 (MT3 schemes) or 13 (YourMT3);
+ * 0 for an unknown scheme. */
 size_t mt3_scheme_channels(mt3_scheme s);
+
+/* The vocabulary (mt3_vocab) of a scheme's tokens: MT3_VOCAB_MT3 for
+ * MT3-PyTorch, MR-MT3 and Magenta, MT3_VOCAB_MAGENTA_PIANO for Magenta piano,
+ * MT3_VOCAB_YOURMT3 for YourMT3; -1 for an unknown scheme. */
+int mt3_scheme_vocab(mt3_scheme s);
 
 /* Largest time (seconds) accepted anywhere in this API (segment starts, note
  * times); keeps every tick count far inside int64. */
 #define MT3_MAX_TIME_S 1.0e9
 
 /* Start time (s) of segment i under the scheme's own convention:
- *   MT3-PyTorch: t - fmod(t, 0.01) with t = (256 i)/125.0 (floored to 10 ms)
+ *   MT3-PyTorch, Magenta: t - fmod(t, 0.01) with t = (256 i)/125.0 (floored to 10 ms)
+ *   Magenta piano: t - fmod(t, 0.01) with t = (512 i)/125.0
  *   MR-MT3:      (256 i)/125.0 exactly
  *   YourMT3:     (32767 i)/16000.0 (ticks are rounded half-to-even later) */
 double mt3_segment_start(mt3_scheme s, size_t i);

@@ -10,6 +10,9 @@
  *   vocab_table(vocab) -> list of (type_name, first_id, count, min_value)
  *   segment_starts(scheme, n) -> float64 array of the scheme's default start times
  *
+ * Names: SCHEMES ("mt3_pytorch", "mr_mt3", "yourmt3", "magenta", "magenta_piano"),
+ * VOCABS ("mt3", "yourmt3", "magenta_piano"), MIDI_STYLES.
+ *
  * Native work runs with the GIL released; nothing inside touches Python objects. */
 #include "python/py_common.h"
 
@@ -32,8 +35,20 @@ static const struct {
     {"mt3_pytorch", MT3_SCHEME_MT3_PYTORCH},
     {"mr_mt3", MT3_SCHEME_MR_MT3},
     {"yourmt3", MT3_SCHEME_YOURMT3},
+    {"magenta", MT3_SCHEME_MAGENTA},
+    {"magenta_piano", MT3_SCHEME_MAGENTA_PIANO},
 };
 #define N_SCHEME_NAMES (sizeof k_scheme_names / sizeof k_scheme_names[0])
+
+static const struct {
+    const char *name;
+    mt3_vocab value;
+} k_vocab_names[] = {
+    {"mt3", MT3_VOCAB_MT3},
+    {"yourmt3", MT3_VOCAB_YOURMT3},
+    {"magenta_piano", MT3_VOCAB_MAGENTA_PIANO},
+};
+#define N_VOCAB_NAMES (sizeof k_vocab_names / sizeof k_vocab_names[0])
 
 static const struct {
     const char *name;
@@ -58,7 +73,9 @@ static int parse_scheme(PyObject *o, mt3_scheme *s)
             }
     }
     PyErr_Format(PyExc_ValueError,
-                 "unknown decoding scheme %R; use 'mt3_pytorch', 'mr_mt3' or 'yourmt3'", o);
+                 "unknown decoding scheme %R; use 'mt3_pytorch', 'mr_mt3', 'yourmt3', 'magenta' "
+                 "or 'magenta_piano'",
+                 o);
     return -1;
 }
 
@@ -103,16 +120,14 @@ static int parse_vocab(PyObject *o, mt3_vocab *v)
         const char *name = PyUnicode_AsUTF8(o);
         if (!name)
             return -1;
-        if (!strcmp(name, "mt3")) {
-            *v = MT3_VOCAB_MT3;
-            return 0;
-        }
-        if (!strcmp(name, "yourmt3")) {
-            *v = MT3_VOCAB_YOURMT3;
-            return 0;
-        }
+        for (size_t i = 0; i < N_VOCAB_NAMES; i++)
+            if (!strcmp(name, k_vocab_names[i].name)) {
+                *v = k_vocab_names[i].value;
+                return 0;
+            }
     }
-    PyErr_Format(PyExc_ValueError, "unknown vocabulary %R; use 'mt3' or 'yourmt3'", o);
+    PyErr_Format(PyExc_ValueError,
+                 "unknown vocabulary %R; use 'mt3', 'yourmt3' or 'magenta_piano'", o);
     return -1;
 }
 
@@ -334,7 +349,7 @@ static PyObject *decode_common(PyObject *args, PyObject *kw, int want_midi)
     if (!tok)
         return NULL;
     size_t nseg = (size_t)PyArray_DIM(tok, 0);
-    size_t nch = s == MT3_SCHEME_YOURMT3 ? 13 : 1;
+    size_t nch = mt3_scheme_channels(s);
     size_t len = (size_t)PyArray_DIM(tok, PyArray_NDIM(tok) - 1);
     PyArrayObject *starts = NULL;
     if (starts_array(starts_obj, (npy_intp)nseg, &starts) < 0) {
@@ -348,10 +363,19 @@ static PyObject *decode_common(PyObject *args, PyObject *kw, int want_midi)
     mt3_error_clear(&err);
     uint8_t *bytes = NULL;
     size_t nbytes = 0;
+    const mt3_recipe *recipe = want_midi ? mt3_recipe_for_scheme(s) : NULL;
+    if (want_midi && !recipe) {
+        Py_DECREF(tok);
+        Py_XDECREF(starts);
+        return PyErr_Format(PyExc_ValueError,
+                            "scheme %R has no MIDI recipe; use decode_tokens(..., sort=False) "
+                            "and notes_to_midi",
+                            scheme_obj);
+    }
     int rc;
     Py_BEGIN_ALLOW_THREADS;
     if (want_midi)
-        rc = mt3_recipe_tokens_to_midi(mt3_recipe_for_scheme(s), tp, nseg, nch, len, sp, flags, mflags,
+        rc = mt3_recipe_tokens_to_midi(recipe, tp, nseg, nch, len, sp, flags, mflags,
                                        &notes, &bytes, &nbytes, &err);
     else {
         rc = mt3_decode_tokens(s, tp, nseg, nch, len, sp, flags, &notes, &err);
@@ -589,10 +613,13 @@ int mt3py_register_codec(PyObject *m)
         return -1;
     PyObject *schemes = name_tuple(k_scheme_names, sizeof k_scheme_names[0], N_SCHEME_NAMES);
     PyObject *styles = name_tuple(k_style_names, sizeof k_style_names[0], N_CANONICAL_STYLES);
-    int bad = !schemes || !styles || PyModule_AddObjectRef(m, "SCHEMES", schemes) < 0 ||
-              PyModule_AddObjectRef(m, "MIDI_STYLES", styles) < 0;
+    PyObject *vocabs = name_tuple(k_vocab_names, sizeof k_vocab_names[0], N_VOCAB_NAMES);
+    int bad = !schemes || !styles || !vocabs || PyModule_AddObjectRef(m, "SCHEMES", schemes) < 0 ||
+              PyModule_AddObjectRef(m, "MIDI_STYLES", styles) < 0 ||
+              PyModule_AddObjectRef(m, "VOCABS", vocabs) < 0;
     Py_XDECREF(schemes);
     Py_XDECREF(styles);
+    Py_XDECREF(vocabs);
     if (bad)
         return -1;
     struct {
