@@ -3,9 +3,9 @@
 Everything after the network: raw decoder ids -> notes -> Standard MIDI File
 bytes, reproducing each mt3-infer 0.2.0 adapter by default:
 
-======================  ===========================  ==========================
+======================  ===========================  ===================
 scheme / style          tokens                        MIDI writer
-======================  ===========================  ==========================
+======================  ===========================  ===================
 ``"mt3_pytorch"``       (segments, length), 1536 ids  ``"pretty"`` (pretty_midi
                         Magenta decoding, start times   equivalent, auto_filter
                         floored to 10 ms                on by default)
@@ -19,7 +19,7 @@ scheme / style          tokens                        MIDI writer
 ``"magenta_piano"``     (segments, length), 1664 ids  (as ``"magenta"``)
                         Magenta ``ismir2021``: 127
                         velocity bins, no ties
-======================  ===========================  ==========================
+======================  ===========================  ===================
 
 ``"magenta"`` is ``"mt3_pytorch"``'s decoder with Magenta's token
 post-processing (specs/magenta-t5x.md §5.6): PAD, UNK, T5 extra and padding ids
@@ -27,6 +27,15 @@ are invalid events that are skipped, so a generated UNK does not end the
 segment.  ``"magenta_piano"`` uses the same rule on the 1664-id vocabulary
 (velocity = bin 1..127, initial 100), no tie sections (notes stay active across
 segments; a tie token is invalid) and starts floored from 4.096 s steps.
+
+A fourth writer, ``"magenta"``, is what Magenta's own Colab writes
+(``note_seq.sequence_proto_to_midi_file`` through pretty_midi): the ``"pretty"``
+byte conventions, but an empty unnamed program-0 instrument first, instruments
+numbered as Magenta's ``assign_instruments`` does (new pitched programs in note
+order get 0-8, 10, 11, ...; drums 9), tracks in instrument order, named
+("Drums" or the General MIDI program name) except instrument 0, and no
+auto_filter.  It wants notes in Magenta's append order, e.g.
+``notes_to_midi(decode_tokens(tokens, "mt3_pytorch", sort=False), "magenta")``.
 
 Tokens are the raw ids each model emits *after* its start token, PAD (0) after
 EOS; any integer dtype.  Corrected behaviour (the specs' [F] items) is only
@@ -141,16 +150,18 @@ def notes_to_midi(notes, style, auto_filter=True, *, corrected=False, flags=0):
         notes: ``NOTE_DTYPE`` array (or (onset, offset, pitch, velocity,
             program, is_drum) tuples).  Times in seconds >= 0, offset >= onset,
             pitch/velocity 0..127, program 0..127 (128 allowed for drums).
-        style: ``"mr_mt3"``, ``"pretty"`` (alias ``"mt3_pytorch"``) or ``"yourmt3"``.
+        style: ``"mr_mt3"``, ``"pretty"`` (alias ``"mt3_pytorch"``), ``"yourmt3"`` or
+            ``"magenta"`` (note_seq -> pretty_midi, as Magenta's Colab writes).
         auto_filter: ``"pretty"`` only: the MT3-PyTorch adapter's drum-leakage
             filter (on by default, as in the anchor); ignored by other styles.
         corrected: ``"mr_mt3"``: drift-free ticks and per-program channels.
         flags: extra ``MIDI_*`` bits.
 
     Note order matters as in the anchor: ``"mr_mt3"`` keeps input order among
-    equal onsets and ``"pretty"`` orders tracks by first appearance of
-    (program, is_drum).  Sorted notes therefore can give other bytes than the
-    anchor; use :func:`tokens_to_midi` for the anchor's exact file.
+    equal onsets, ``"pretty"`` orders tracks by first appearance of
+    (program, is_drum) and ``"magenta"`` numbers instruments by first
+    appearance of their program.  Sorted notes therefore can give other bytes
+    than the anchor; use :func:`tokens_to_midi` for the anchor's exact file.
     """
     return _core.notes_to_midi(
         _as_note_array(notes), style, auto_filter=bool(auto_filter), corrected=bool(corrected),

@@ -1,5 +1,6 @@
 """Reference MIDI writers built on mido, written from the specs
-(specs/mt3-family.md §7, specs/yourmt3.md §7.5-7.6), not from the C code.
+(specs/mt3-family.md §7, specs/yourmt3.md §7.5-7.6, specs/magenta-t5x.md §5.8),
+not from the C code.
 
 Notes are tuples / records (onset, offset, pitch, velocity, program, is_drum).
 Every writer returns the bytes mido saves.
@@ -68,40 +69,33 @@ def _tick(t):
     return 0 if t <= 0 else round(t / TICK_SCALE)
 
 
-def _score(msg):
-    if msg.type == "set_tempo":
-        return 1 * 65536
-    if msg.type == "time_signature":
-        return 2 * 65536
-    if msg.type == "program_change":
-        return 6 * 65536
-    if msg.type == "note_on":
-        return 10 * 65536 + 256 * msg.note + msg.velocity
-    raise AssertionError(msg)
+_SECONDARY = {  # pretty_midi's event_compare scores; other types compare by tick only
+    "set_tempo": lambda m: 1 * 65536,
+    "time_signature": lambda m: 2 * 65536,
+    "program_change": lambda m: 6 * 65536,
+    "note_on": lambda m: 10 * 65536 + 256 * m.note + m.velocity,
+}
 
 
 def _cmp(a, b):
-    if a.time == b.time:
-        return _score(a) - _score(b)
+    if a.time == b.time and a.type in _SECONDARY and b.type in _SECONDARY:
+        return _SECONDARY[a.type](a) - _SECONDARY[b.type](b)
     return a.time - b.time
 
 
-def pretty_midifile(notes):
-    """The MidiFile pretty_midi would write (absolute ticks converted to deltas)."""
-    notes = _tuples(notes)
-    insts = {}
-    for n in notes:
-        key = (0 if n[4] > 127 else n[4], n[5])
-        insts.setdefault(key, []).append(n)
+def _pm_midifile(instruments):
+    """PrettyMIDI(resolution=220, initial_tempo=120).write for instruments given as
+    (program, is_drum, name, notes) in pm.instruments order."""
     mid = mido.MidiFile(ticks_per_beat=220)
     timing = [mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
               mido.MetaMessage("set_tempo", tempo=500000, time=0)]
     timing.sort(key=functools.cmp_to_key(_cmp))
     timing.append(mido.MetaMessage("end_of_track", time=timing[-1].time + 1))
     tracks = [timing]
-    for i, ((prog, drum), ns) in enumerate(insts.items()):
+    for i, (prog, drum, name, ns) in enumerate(instruments):
         ch = 9 if drum else GM_CH[i % 15]
-        tr = [mido.Message("program_change", program=prog, channel=ch, time=0)]
+        tr = [mido.MetaMessage("track_name", name=name, time=0)] if name else []
+        tr.append(mido.Message("program_change", program=prog, channel=ch, time=0))
         for on, off, pitch, vel, _, _ in ns:
             tr.append(mido.Message("note_on", note=pitch, velocity=vel, channel=ch, time=_tick(on)))
             tr.append(mido.Message("note_on", note=pitch, velocity=0, channel=ch, time=_tick(off)))
@@ -116,6 +110,15 @@ def pretty_midifile(notes):
             last = m.time
         mid.tracks.append(mt)
     return mid
+
+
+def pretty_midifile(notes):
+    """The MidiFile pretty_midi would write (absolute ticks converted to deltas)."""
+    insts = {}
+    for n in _tuples(notes):
+        key = (0 if n[4] > 127 else n[4], n[5])
+        insts.setdefault(key, []).append(n)
+    return _pm_midifile([(prog, drum, "", ns) for (prog, drum), ns in insts.items()])
 
 
 # ----------------------------------------------------------- auto_filter §7.4
@@ -220,6 +223,100 @@ def yourmt3_midi(notes):
     return _bytes(mid)
 
 
+# ------------------------------------------- Magenta / note_seq writer (magenta-t5x §5.8)
+# pretty_midi.INSTRUMENT_MAP (General MIDI program names, pretty_midi's spellings)
+GM_PROGRAM_NAMES = [
+    # piano
+    "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano",
+    "Electric Piano 1", "Electric Piano 2", "Harpsichord", "Clavinet",
+    # chromatic percussion
+    "Celesta", "Glockenspiel", "Music Box", "Vibraphone", "Marimba", "Xylophone",
+    "Tubular Bells", "Dulcimer",
+    # organ
+    "Drawbar Organ", "Percussive Organ", "Rock Organ", "Church Organ", "Reed Organ",
+    "Accordion", "Harmonica", "Tango Accordion",
+    # guitar
+    "Acoustic Guitar (nylon)", "Acoustic Guitar (steel)", "Electric Guitar (jazz)",
+    "Electric Guitar (clean)", "Electric Guitar (muted)", "Overdriven Guitar",
+    "Distortion Guitar", "Guitar Harmonics",
+    # bass
+    "Acoustic Bass", "Electric Bass (finger)", "Electric Bass (pick)", "Fretless Bass",
+    "Slap Bass 1", "Slap Bass 2", "Synth Bass 1", "Synth Bass 2",
+    # strings
+    "Violin", "Viola", "Cello", "Contrabass", "Tremolo Strings", "Pizzicato Strings",
+    "Orchestral Harp", "Timpani",
+    # ensemble
+    "String Ensemble 1", "String Ensemble 2", "Synth Strings 1", "Synth Strings 2",
+    "Choir Aahs", "Voice Oohs", "Synth Choir", "Orchestra Hit",
+    # brass
+    "Trumpet", "Trombone", "Tuba", "Muted Trumpet", "French Horn", "Brass Section",
+    "Synth Brass 1", "Synth Brass 2",
+    # reed
+    "Soprano Sax", "Alto Sax", "Tenor Sax", "Baritone Sax", "Oboe", "English Horn", "Bassoon",
+    "Clarinet",
+    # pipe
+    "Piccolo", "Flute", "Recorder", "Pan Flute", "Blown bottle", "Shakuhachi", "Whistle",
+    "Ocarina",
+    # synth lead
+    "Lead 1 (square)", "Lead 2 (sawtooth)", "Lead 3 (calliope)", "Lead 4 chiff",
+    "Lead 5 (charang)", "Lead 6 (voice)", "Lead 7 (fifths)", "Lead 8 (bass + lead)",
+    # synth pad
+    "Pad 1 (new age)", "Pad 2 (warm)", "Pad 3 (polysynth)", "Pad 4 (choir)", "Pad 5 (bowed)",
+    "Pad 6 (metallic)", "Pad 7 (halo)", "Pad 8 (sweep)",
+    # synth effects
+    "FX 1 (rain)", "FX 2 (soundtrack)", "FX 3 (crystal)", "FX 4 (atmosphere)",
+    "FX 5 (brightness)", "FX 6 (goblins)", "FX 7 (echoes)", "FX 8 (sci-fi)",
+    # ethnic
+    "Sitar", "Banjo", "Shamisen", "Koto", "Kalimba", "Bagpipe", "Fiddle", "Shanai",
+    # percussive
+    "Tinkle Bell", "Agogo", "Steel Drums", "Woodblock", "Taiko Drum", "Melodic Tom",
+    "Synth Drum", "Reverse Cymbal",
+    # sound effects
+    "Guitar Fret Noise", "Breath Noise", "Seashore", "Bird Tweet", "Telephone Ring",
+    "Helicopter", "Applause", "Gunshot",
+]
+assert len(GM_PROGRAM_NAMES) == 128
+
+
+def assign_instruments(notes):
+    """mt3 metrics_utils/note_sequences assign_instruments: instrument number per
+    note, in note-list order (new pitched program -> 0..8, 10, 11, ...; drums 9)."""
+    program_instruments = {}
+    out = []
+    for n in notes:
+        if n[5]:
+            out.append(9)
+        else:
+            if n[4] not in program_instruments:
+                k = len(program_instruments)
+                program_instruments[n[4]] = k if k < 9 else k + 1
+            out.append(program_instruments[n[4]])
+    return out
+
+
+def magenta_instruments(notes):
+    """note_seq.note_sequence_to_pretty_midi's pm.instruments as
+    (program, is_drum, name, notes)."""
+    notes = [(on, off, p, v, 0 if g > 127 else g, d) for on, off, p, v, g, d in _tuples(notes)]
+    groups = {}
+    for n, inst in zip(notes, assign_instruments(notes)):
+        groups.setdefault((inst, n[4], n[5]), []).append(n)
+    first = [0, False, "", []]  # pretty_midi.Instrument(0), appended before any note
+    instruments = [first]
+    for inst, prog, drum in sorted(groups):
+        if inst > 0:
+            name = "Drums" if drum else GM_PROGRAM_NAMES[prog]
+            instruments.append([prog, drum, name, groups[(inst, prog, drum)]])
+        else:
+            first[0], first[1], first[3] = prog, drum, groups[(inst, prog, drum)]
+    return [tuple(i) for i in instruments]
+
+
+def magenta_midi(notes):
+    """note_seq.sequence_proto_to_midi_file bytes (no auto_filter)."""
+    return _bytes(_pm_midifile(magenta_instruments(notes)))
+
+
 def midi_bytes(notes, style, auto_filter_on=True, corrected=False):
     if style == "mr_mt3":
         return mrmt3_midi(notes, abs_ticks=corrected, program_channels=corrected)
@@ -227,6 +324,8 @@ def midi_bytes(notes, style, auto_filter_on=True, corrected=False):
         return pretty_midi_bytes(notes, auto_filter_on)
     if style == "yourmt3":
         return yourmt3_midi(notes)
+    if style == "magenta":
+        return magenta_midi(notes)
     raise ValueError(style)
 
 

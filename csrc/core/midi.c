@@ -1,4 +1,5 @@
-/* MIDI writers (specs/mt3-family.md §7, specs/yourmt3.md §7.5-7.6). */
+/* MIDI writers (specs/mt3-family.md §7, specs/yourmt3.md §7.5-7.6,
+ * specs/magenta-t5x.md §5.8). */
 #include "core/midi.h"
 
 #include <math.h>
@@ -323,7 +324,8 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
-/* pretty_midi writer (§7.2) + auto_filter (§7.4)                            */
+/* pretty_midi's PrettyMIDI.write (§7.2 steps 2-6), shared by the PRETTY     */
+/* writer (§7.2) and the MAGENTA writer (magenta-t5x §5.8)                   */
 
 #define TICK_SCALE_PRETTY (60.0 / (120.0 * 220.0))
 
@@ -334,6 +336,9 @@ static int64_t pretty_tick(double t)
     return (int64_t)nearbyint(t / TICK_SCALE_PRETTY);
 }
 
+/* pretty_midi's event_compare as a stable sort: tick, then score.  A track_name
+ * (score 0, tick 0, pushed first) stays first: pretty_midi's comparator calls it
+ * equal to every tick-0 event and the stable sort keeps it in front. */
 static int cmp_pretty(const void *pa, const void *pb, void *ctx)
 {
     (void)ctx;
@@ -343,98 +348,285 @@ static int cmp_pretty(const void *pa, const void *pb, void *ctx)
     return (a->score > b->score) - (a->score < b->score);
 }
 
-typedef struct inst {
+/* One pretty_midi Instrument: its program/drum flag, optional name (NULL = none,
+ * a static string) and the slice [first, first + count) of the grouped order. */
+typedef struct pm_inst {
     int32_t program;
     uint8_t is_drum;
-    size_t count;
-} inst;
+    const char *name;
+    size_t first, count;
+} pm_inst;
 
+/* Largest instrument list either writer builds: 128 pitched programs + 128 drum
+ * programs + the empty first Instrument of the MAGENTA writer. */
+#define PM_MAX_INST 257
+
+/* Group note indices by instrument (counting sort, list order kept inside a
+ * group): inst_of[i] < ninst is note i's instrument; fills order[0..n) and each
+ * instrument's first/count. */
+static void pm_group(const size_t *inst_of, size_t n, pm_inst *insts, size_t ninst, size_t *order)
+{
+    size_t fill[PM_MAX_INST];
+    for (size_t k = 0; k < ninst; k++)
+        insts[k].count = 0;
+    for (size_t i = 0; i < n; i++)
+        insts[inst_of[i]].count++;
+    size_t at = 0;
+    for (size_t k = 0; k < ninst; k++) {
+        insts[k].first = fill[k] = at;
+        at += insts[k].count;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[fill[inst_of[i]]++] = i;
+}
+
+/* Track 0: set_tempo 500000 and time_signature 4/4 at tick 0, end_of_track at 1. */
+static int pm_timing_track(mfile *f, mt3_error *err)
+{
+    mtrack *t = mfile_add(f, err);
+    if (!t)
+        return MT3_E_NOMEM;
+    mmsg m = meta_msg(0, 0x51, TEMPO_500000, 3); /* already in sorted order */
+    int rc = mtrack_push(t, &m, err);
+    if (rc)
+        return rc;
+    m = meta_msg(0, 0x58, TIMESIG_44, 4);
+    if ((rc = mtrack_push(t, &m, err)) || (rc = push_eot(t, 1, err)))
+        return rc;
+    return to_deltas(t, err);
+}
+
+/* The track of pm.instruments[k]: track_name (if named), program_change, note_on /
+ * velocity-0 note_on per note, sorted; channel 9 for drums else GM_CHANNELS[k % 15];
+ * end_of_track at the last tick + 1. */
+static int pm_inst_track(mfile *f, size_t k, const pm_inst *in, const mt3_note *notes,
+                         const size_t *order, mt3_error *err)
+{
+    mtrack *t = mfile_add(f, err);
+    if (!t)
+        return MT3_E_NOMEM;
+    int rc;
+    mmsg m;
+    if (in->name) {
+        m = meta_msg(0, 0x03, NULL, 0);
+        m.text = in->name;
+        if ((rc = mtrack_push(t, &m, err)))
+            return rc;
+    }
+    uint8_t ch = in->is_drum ? 9 : GM_CHANNELS[k % 15];
+    m = ch_msg(0, (uint8_t)(0xC0 | ch), (uint8_t)in->program, 0, 2);
+    m.score = 6u * 65536u;
+    if ((rc = mtrack_push(t, &m, err)))
+        return rc;
+    for (size_t oi = in->first; oi < in->first + in->count; oi++) {
+        size_t i = order[oi];
+        uint8_t p = (uint8_t)notes[i].pitch, v = (uint8_t)notes[i].velocity;
+        m = ch_msg(pretty_tick(notes[i].onset), (uint8_t)(0x90 | ch), p, v, 3);
+        m.score = 10u * 65536u + 256u * p + v;
+        if ((rc = mtrack_push(t, &m, err)))
+            return rc;
+        m = ch_msg(pretty_tick(notes[i].offset), (uint8_t)(0x90 | ch), p, 0, 3);
+        m.score = 10u * 65536u + 256u * p;
+        if ((rc = mtrack_push(t, &m, err)))
+            return rc;
+    }
+    if ((rc = mt3_stable_sort(t->m, t->n, sizeof(mmsg), cmp_pretty, NULL, err)))
+        return rc;
+    if ((rc = push_eot(t, t->m[t->n - 1].tick + 1, err)))
+        return rc;
+    return to_deltas(t, err);
+}
+
+/* PrettyMIDI(initial_tempo=120).write with instruments insts[0..ninst) whose notes
+ * are grouped in order (pm_group). */
+static int pm_write(const pm_inst *insts, size_t ninst, const mt3_note *notes,
+                    const size_t *order, mfile *f, mt3_error *err)
+{
+    int rc = pm_timing_track(f, err);
+    for (size_t k = 0; !rc && k < ninst; k++)
+        rc = pm_inst_track(f, k, &insts[k], notes, order, err);
+    return rc;
+}
+
+/* Scratch arrays of n entries each (at least one); MT3_E_NOMEM on failure. */
+static int pm_alloc(size_t n, size_t **inst_of, size_t **order, mt3_error *err)
+{
+    *inst_of = malloc((n ? n : 1) * sizeof **inst_of);
+    *order = malloc((n ? n : 1) * sizeof **order);
+    if (*inst_of && *order)
+        return MT3_OK;
+    free(*inst_of);
+    free(*order);
+    *inst_of = *order = NULL;
+    return mt3_error_set(err, MT3_E_NOMEM, "out of memory writing MIDI");
+}
+
+/* ---- PRETTY (§7.2): instruments by first appearance of (program, is_drum) ---- */
 static int write_pretty(const mt3_note *notes, size_t n, mfile *f, mt3_error *err)
 {
-    int rc = MT3_OK;
-    /* instruments by first appearance of (program, is_drum) */
+    size_t *inst_of, *order;
+    int rc = pm_alloc(n, &inst_of, &order, err);
+    if (rc)
+        return rc;
     int32_t slot[2][128];
     for (int d = 0; d < 2; d++)
         for (int p = 0; p < 128; p++)
             slot[d][p] = -1;
-    inst insts[256];
+    pm_inst insts[PM_MAX_INST];
     size_t ninst = 0;
-    size_t *note_inst = malloc((n ? n : 1) * sizeof *note_inst);
-    size_t *order = malloc((n ? n : 1) * sizeof *order);
-    size_t first[257];
-    if (!note_inst || !order) {
-        free(note_inst);
-        free(order);
-        return mt3_error_set(err, MT3_E_NOMEM, "out of memory writing MIDI");
-    }
     for (size_t i = 0; i < n; i++) {
         int d = notes[i].is_drum ? 1 : 0;
         int32_t p = notes[i].program > 127 ? 0 : notes[i].program;
         if (slot[d][p] < 0) {
             slot[d][p] = (int32_t)ninst;
-            insts[ninst].program = p;
-            insts[ninst].is_drum = (uint8_t)d;
-            insts[ninst].count = 0;
+            insts[ninst] = (pm_inst){p, (uint8_t)d, NULL, 0, 0};
             ninst++;
         }
-        note_inst[i] = (size_t)slot[d][p];
-        insts[slot[d][p]].count++;
+        inst_of[i] = (size_t)slot[d][p];
     }
-    /* note indices grouped by instrument, list order kept (counting sort) */
-    first[0] = 0;
-    for (size_t k = 0; k < ninst; k++)
-        first[k + 1] = first[k] + insts[k].count;
-    for (size_t i = 0; i < n; i++)
-        order[first[note_inst[i]]++] = i;
-    for (size_t k = ninst; k > 0; k--)
-        first[k] = first[k - 1];
-    first[0] = 0;
-
-    mtrack *t = mfile_add(f, err);
-    if (!t) {
-        rc = MT3_E_NOMEM;
-        goto done;
-    }
-    mmsg m = meta_msg(0, 0x51, TEMPO_500000, 3);
-    if ((rc = mtrack_push(t, &m, err)))
-        goto done;
-    m = meta_msg(0, 0x58, TIMESIG_44, 4);
-    if ((rc = mtrack_push(t, &m, err)) || (rc = push_eot(t, 1, err)) || (rc = to_deltas(t, err)))
-        goto done;
-
-    for (size_t k = 0; k < ninst; k++) {
-        t = mfile_add(f, err);
-        if (!t) {
-            rc = MT3_E_NOMEM;
-            goto done;
-        }
-        uint8_t ch = insts[k].is_drum ? 9 : GM_CHANNELS[k % 15];
-        m = ch_msg(0, (uint8_t)(0xC0 | ch), (uint8_t)insts[k].program, 0, 2);
-        m.score = 6u * 65536u;
-        if ((rc = mtrack_push(t, &m, err)))
-            goto done;
-        for (size_t oi = first[k]; oi < first[k + 1]; oi++) {
-            size_t i = order[oi];
-            uint8_t p = (uint8_t)notes[i].pitch, v = (uint8_t)notes[i].velocity;
-            m = ch_msg(pretty_tick(notes[i].onset), (uint8_t)(0x90 | ch), p, v, 3);
-            m.score = 10u * 65536u + 256u * p + v;
-            if ((rc = mtrack_push(t, &m, err)))
-                goto done;
-            m = ch_msg(pretty_tick(notes[i].offset), (uint8_t)(0x90 | ch), p, 0, 3);
-            m.score = 10u * 65536u + 256u * p;
-            if ((rc = mtrack_push(t, &m, err)))
-                goto done;
-        }
-        if ((rc = mt3_stable_sort(t->m, t->n, sizeof(mmsg), cmp_pretty, NULL, err)))
-            goto done;
-        if ((rc = push_eot(t, t->m[t->n - 1].tick + 1, err)) || (rc = to_deltas(t, err)))
-            goto done;
-    }
-done:
-    free(note_inst);
+    pm_group(inst_of, n, insts, ninst, order);
+    rc = pm_write(insts, ninst, notes, order, f, err);
+    free(inst_of);
     free(order);
     return rc;
 }
+
+/* ---- MAGENTA (magenta-t5x §5.8): note_seq.note_sequence_to_pretty_midi ------- */
+
+/* pretty_midi's INSTRUMENT_MAP: the General MIDI program names, with
+ * pretty_midi's own spellings ("Lead 4 chiff", "Blown bottle"). */
+static const char *const GM_PROGRAM_NAMES[128] = {
+    /* 0 piano */
+    "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano",
+    "Electric Piano 1", "Electric Piano 2", "Harpsichord", "Clavinet",
+    /* 8 chromatic percussion */
+    "Celesta", "Glockenspiel", "Music Box", "Vibraphone", "Marimba", "Xylophone",
+    "Tubular Bells", "Dulcimer",
+    /* 16 organ */
+    "Drawbar Organ", "Percussive Organ", "Rock Organ", "Church Organ", "Reed Organ", "Accordion",
+    "Harmonica", "Tango Accordion",
+    /* 24 guitar */
+    "Acoustic Guitar (nylon)", "Acoustic Guitar (steel)", "Electric Guitar (jazz)",
+    "Electric Guitar (clean)", "Electric Guitar (muted)", "Overdriven Guitar",
+    "Distortion Guitar", "Guitar Harmonics",
+    /* 32 bass */
+    "Acoustic Bass", "Electric Bass (finger)", "Electric Bass (pick)", "Fretless Bass",
+    "Slap Bass 1", "Slap Bass 2", "Synth Bass 1", "Synth Bass 2",
+    /* 40 strings */
+    "Violin", "Viola", "Cello", "Contrabass", "Tremolo Strings", "Pizzicato Strings",
+    "Orchestral Harp", "Timpani",
+    /* 48 ensemble */
+    "String Ensemble 1", "String Ensemble 2", "Synth Strings 1", "Synth Strings 2", "Choir Aahs",
+    "Voice Oohs", "Synth Choir", "Orchestra Hit",
+    /* 56 brass */
+    "Trumpet", "Trombone", "Tuba", "Muted Trumpet", "French Horn", "Brass Section",
+    "Synth Brass 1", "Synth Brass 2",
+    /* 64 reed */
+    "Soprano Sax", "Alto Sax", "Tenor Sax", "Baritone Sax", "Oboe", "English Horn", "Bassoon",
+    "Clarinet",
+    /* 72 pipe */
+    "Piccolo", "Flute", "Recorder", "Pan Flute", "Blown bottle", "Shakuhachi", "Whistle",
+    "Ocarina",
+    /* 80 synth lead */
+    "Lead 1 (square)", "Lead 2 (sawtooth)", "Lead 3 (calliope)", "Lead 4 chiff",
+    "Lead 5 (charang)", "Lead 6 (voice)", "Lead 7 (fifths)", "Lead 8 (bass + lead)",
+    /* 88 synth pad */
+    "Pad 1 (new age)", "Pad 2 (warm)", "Pad 3 (polysynth)", "Pad 4 (choir)", "Pad 5 (bowed)",
+    "Pad 6 (metallic)", "Pad 7 (halo)", "Pad 8 (sweep)",
+    /* 96 synth effects */
+    "FX 1 (rain)", "FX 2 (soundtrack)", "FX 3 (crystal)", "FX 4 (atmosphere)",
+    "FX 5 (brightness)", "FX 6 (goblins)", "FX 7 (echoes)", "FX 8 (sci-fi)",
+    /* 104 ethnic */
+    "Sitar", "Banjo", "Shamisen", "Koto", "Kalimba", "Bagpipe", "Fiddle", "Shanai",
+    /* 112 percussive */
+    "Tinkle Bell", "Agogo", "Steel Drums", "Woodblock", "Taiko Drum", "Melodic Tom",
+    "Synth Drum", "Reverse Cymbal",
+    /* 120 sound effects */
+    "Guitar Fret Noise", "Breath Noise", "Seashore", "Bird Tweet", "Telephone Ring",
+    "Helicopter", "Applause", "Gunshot"};
+
+/* A note_seq instrument key (instrument, program, is_drum). */
+typedef struct mg_key {
+    int32_t instrument, program;
+    uint8_t is_drum;
+} mg_key;
+
+static int cmp_mg_key(const void *pa, const void *pb)
+{
+    const mg_key *a = pa, *b = pb;
+    if (a->instrument != b->instrument)
+        return a->instrument < b->instrument ? -1 : 1;
+    if (a->program != b->program)
+        return a->program < b->program ? -1 : 1;
+    return (a->is_drum > b->is_drum) - (a->is_drum < b->is_drum);
+}
+
+static int write_magenta(const mt3_note *notes, size_t n, mfile *f, mt3_error *err)
+{
+    size_t *inst_of, *order;
+    int rc = pm_alloc(n, &inst_of, &order, err);
+    if (rc)
+        return rc;
+    /* assign_instruments, note-list order: a new pitched program gets the next
+     * instrument number 0..8, 10, 11, ... (9 skipped); drums are instrument 9.
+     * A key's slot: its program for pitched notes, 128 + program for drums. */
+    int32_t inst_of_prog[128];
+    for (int p = 0; p < 128; p++)
+        inst_of_prog[p] = -1;
+    int32_t nassigned = 0;
+    uint8_t slot_seen[256] = {0};
+    mg_key keys[256];
+    size_t nkeys = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t p = notes[i].program > 127 ? 0 : notes[i].program;
+        int32_t instrument;
+        if (notes[i].is_drum) {
+            instrument = 9;
+        } else {
+            if (inst_of_prog[p] < 0) {
+                inst_of_prog[p] = nassigned < 9 ? nassigned : nassigned + 1;
+                nassigned++;
+            }
+            instrument = inst_of_prog[p];
+        }
+        int s = notes[i].is_drum ? 128 + p : p;
+        if (!slot_seen[s]) {
+            slot_seen[s] = 1;
+            keys[nkeys++] = (mg_key){instrument, p, notes[i].is_drum ? 1 : 0};
+        }
+        inst_of[i] = (size_t)s; /* the slot for now; the instrument index below */
+    }
+    /* keys in sorted order; instrument 0 reuses the first (empty, unnamed)
+     * Instrument(program=0), every other key appends a named one */
+    qsort(keys, nkeys, sizeof keys[0], cmp_mg_key);
+    pm_inst insts[PM_MAX_INST];
+    size_t ninst = 1;
+    insts[0] = (pm_inst){0, 0, NULL, 0, 0};
+    size_t inst_of_slot[256] = {0};
+    for (size_t k = 0; k < nkeys; k++) {
+        size_t idx;
+        if (keys[k].instrument == 0) {
+            idx = 0;
+            insts[0].program = keys[k].program;
+            insts[0].is_drum = keys[k].is_drum;
+        } else {
+            idx = ninst++;
+            const char *name = keys[k].is_drum ? "Drums" : GM_PROGRAM_NAMES[keys[k].program];
+            insts[idx] = (pm_inst){keys[k].program, keys[k].is_drum, name, 0, 0};
+        }
+        inst_of_slot[keys[k].is_drum ? 128 + keys[k].program : keys[k].program] = idx;
+    }
+    for (size_t i = 0; i < n; i++)
+        inst_of[i] = inst_of_slot[inst_of[i]];
+    pm_group(inst_of, n, insts, ninst, order);
+    rc = pm_write(insts, ninst, notes, order, f, err);
+    free(inst_of);
+    free(order);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* auto_filter (§7.4, PRETTY only)                                           */
 
 static mt3_auto_filter_action auto_filter(mfile *f)
 {
@@ -686,6 +878,10 @@ int mt3_midi_write_ex(mt3_midi_style st, const mt3_note *notes, size_t n, unsign
             if (af)
                 *af = a;
         }
+        break;
+    case MT3_MIDI_MAGENTA:
+        tpq = 220;
+        rc = write_magenta(notes, n, &f, err);
         break;
     case MT3_MIDI_YOURMT3:
         tpq = 480;

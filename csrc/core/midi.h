@@ -13,10 +13,19 @@
  *   MT3_MIDI_YOURMT3  YourMT3's note_event2midi (specs/yourmt3.md §7.5-7.6): 480 ticks, no
  *                     tempo, empty first track, one named track per program (gm_ext_plus
  *                     remap applied), velocity 100, drums 10 ms on channel 9.
+ *   MT3_MIDI_MAGENTA  Magenta's Colab: note_seq.sequence_proto_to_midi_file -> pretty_midi
+ *                     (specs/magenta-t5x.md §5.8): PRETTY's bytes conventions (220 tpq,
+ *                     120 BPM, same timing track, ticks, event order), but an empty
+ *                     unnamed Instrument(program=0) first, instruments numbered as
+ *                     assign_instruments does (new pitched programs in note order ->
+ *                     0..8, 10, 11, ...; drums -> 9), tracks in sorted (instrument,
+ *                     program, is_drum) order, instrument 0 in the first track and the
+ *                     others named ('Drums' or the GM program name); no auto_filter.
  *
  * Note order matters where the anchor's does: MR_MT3 stable-sorts by onset (ties keep
- * input order), PRETTY groups instruments by first appearance.  Notes as returned by
- * mt3_decode_tokens (scheme order) reproduce the anchor's bytes. */
+ * input order), PRETTY groups instruments by first appearance, MAGENTA numbers them by
+ * first appearance.  Notes as returned by mt3_decode_tokens (scheme order) reproduce
+ * the anchor's bytes. */
 #ifndef MT3_MIDI_H
 #define MT3_MIDI_H
 
@@ -29,7 +38,8 @@
 typedef enum mt3_midi_style {
     MT3_MIDI_MR_MT3 = 0,
     MT3_MIDI_PRETTY = 1,
-    MT3_MIDI_YOURMT3 = 2
+    MT3_MIDI_YOURMT3 = 2,
+    MT3_MIDI_MAGENTA = 3
 } mt3_midi_style;
 
 /* ---- writer flags ---------------------------------------------------------- */
@@ -60,7 +70,7 @@ typedef enum mt3_auto_filter_action {
  * (mt3_notes_validate: MT3_E_VALUE naming the bad note).  On success *bytes is a
  * malloc'd buffer of *len bytes that the caller frees with free(); on error *bytes
  * is NULL and *len 0.  A drum note's program 128 (YourMT3's drum marker) is written
- * as program 0 by the PRETTY writer. */
+ * as program 0 by the PRETTY and MAGENTA writers. */
 int mt3_midi_write(mt3_midi_style st, const mt3_note *notes, size_t n, unsigned flags,
                    uint8_t **bytes, size_t *len, mt3_error *err);
 

@@ -1,4 +1,4 @@
-/* libFuzzer target: the three MIDI writers on arbitrary notes (NaN, Inf,
+/* libFuzzer target: the four MIDI writers on arbitrary notes (NaN, Inf,
  * negative or reversed times, any pitch/velocity/program): a clear error
  * for invalid notes, valid bytes otherwise, never a crash. */
 #include <stdint.h>
@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    const mt3_midi_style st = (mt3_midi_style)(data[0] % 3);
+    const mt3_midi_style st = (mt3_midi_style)(data[0] % 4);
     const unsigned flags = (data[0] & 0x80) ? MT3_MIDI_AUTO_FILTER : 0;
     const size_t n = (size - 1) / NOTE_BYTES;
     mt3_note *notes = calloc(n ? n : 1, sizeof *notes);

@@ -54,11 +54,12 @@ static const struct {
     const char *name;
     mt3_midi_style value;
 } k_style_names[] = {
-    {"mr_mt3", MT3_MIDI_MR_MT3},     {"pretty", MT3_MIDI_PRETTY},     {"yourmt3", MT3_MIDI_YOURMT3},
+    {"mr_mt3", MT3_MIDI_MR_MT3},      {"pretty", MT3_MIDI_PRETTY},
+    {"yourmt3", MT3_MIDI_YOURMT3},    {"magenta", MT3_MIDI_MAGENTA},
     {"pretty_midi", MT3_MIDI_PRETTY}, {"mt3_pytorch", MT3_MIDI_PRETTY}, /* aliases */
 };
 #define N_STYLE_NAMES (sizeof k_style_names / sizeof k_style_names[0])
-#define N_CANONICAL_STYLES 3
+#define N_CANONICAL_STYLES 4
 
 static int parse_scheme(PyObject *o, mt3_scheme *s)
 {
@@ -92,8 +93,8 @@ static int parse_style(PyObject *o, mt3_midi_style *st)
             }
     }
     PyErr_Format(PyExc_ValueError,
-                 "unknown MIDI style %R; use 'mr_mt3', 'pretty' (alias 'mt3_pytorch') or "
-                 "'yourmt3'",
+                 "unknown MIDI style %R; use 'mr_mt3', 'pretty' (alias 'mt3_pytorch'), "
+                 "'yourmt3' or 'magenta'",
                  o);
     return -1;
 }
