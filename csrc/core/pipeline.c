@@ -18,6 +18,18 @@ static const mt3_recipe k_recipes[] = {
                             .vocab_size = MT3_VOCAB_SIZE_YOURMT3, .default_batch = 8,
                             .preset = MT3_PRESET_YOURMT3, .refuse_resample = 0, .scheme = MT3_SCHEME_YOURMT3,
                             .midi = MT3_MIDI_YOURMT3, .default_midi_flags = 0u},
+    [MT3_RECIPE_MAGENTA_MT3] = {.name = "magenta_mt3", .family = "magenta",
+                                .source = "the T5X checkpoint gs://mt3/checkpoints/mt3",
+                                .vocab_size = MT3_VOCAB_SIZE_MT3, .default_batch = 0,
+                                .preset = MT3_PRESET_MT3_REFERENCE, .refuse_resample = 0,
+                                .scheme = MT3_SCHEME_MAGENTA, .midi = MT3_MIDI_MAGENTA,
+                                .default_midi_flags = 0u, .decode_rule = MT3_DECODE_BEAM1},
+    [MT3_RECIPE_MAGENTA_PIANO] = {.name = "magenta_piano", .family = "magenta",
+                                  .source = "the T5X checkpoint gs://mt3/checkpoints/ismir2021",
+                                  .vocab_size = MT3_VOCAB_SIZE_MAGENTA_PIANO, .default_batch = 0,
+                                  .preset = MT3_PRESET_MT3_REFERENCE_512, .refuse_resample = 0,
+                                  .scheme = MT3_SCHEME_MAGENTA_PIANO, .midi = MT3_MIDI_MAGENTA,
+                                  .default_midi_flags = 0u, .decode_rule = MT3_DECODE_BEAM1},
 };
 _Static_assert(sizeof k_recipes / sizeof k_recipes[0] == MT3_RECIPE_COUNT, "one recipe per id");
 

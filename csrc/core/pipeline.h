@@ -11,6 +11,15 @@
  *   yourmt3       torchaudio-style sinc (as the        yourmt3      110     YourMT3      YourMT3 note_event2midi
  *                 anchor's preprocess)                 (32767-sample         13-channel  (MT3_MIDI_YOURMT3)
  *                                                      segments)             merge
+ *   magenta_mt3   libsoxr HQ (librosa soxr_hq, as      mt3_reference 256    Magenta      note_seq/pretty_midi
+ *                 the Colab's librosa.load)                                  (§5.6 ids)   (MT3_MIDI_MAGENTA)
+ *   magenta_piano libsoxr HQ                           mt3_reference_512    Magenta      note_seq/pretty_midi
+ *                                                      512    piano, velocities
+ *
+ * The two Magenta recipes decode with beam search of one beam and length
+ * penalty 0.6 (MT3_DECODE_BEAM1, specs/magenta-t5x.md §5.5) by default and
+ * need a "magenta" export (of a T5X checkpoint: Magenta's positional table);
+ * greedy is an explicit option (mt3_run_opts.decode_rule).
  *
  * Every recipe decodes greedily by default (decode_rule); beam search with
  * one beam (MT3_DECODE_BEAM1, Magenta's rule) is an option of the call
@@ -48,10 +57,12 @@
 typedef enum mt3_recipe_id {
     MT3_RECIPE_MR_MT3 = 0,
     MT3_RECIPE_MT3_PYTORCH = 1,
-    MT3_RECIPE_YOURMT3 = 2
+    MT3_RECIPE_YOURMT3 = 2,
+    MT3_RECIPE_MAGENTA_MT3 = 3,  /* Magenta's original `mt3` checkpoint, run the Colab's way */
+    MT3_RECIPE_MAGENTA_PIANO = 4 /* Magenta's `ismir2021` piano model (127 velocity bins) */
 } mt3_recipe_id;
 
-#define MT3_RECIPE_COUNT 3
+#define MT3_RECIPE_COUNT 5
 
 typedef struct mt3_recipe {
     const char *name;         /* "mr_mt3", "mt3_pytorch", "yourmt3" */

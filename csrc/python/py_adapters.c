@@ -12,7 +12,7 @@
  *     generated ids (start token excluded, PAD after EOS).  GIL released.
  *     With stats=True: (ids, steps, row_steps).
  *
- * _core.AdapterCore(recipe)            recipe: "mr_mt3" | "mt3_pytorch" | "yourmt3"
+ * _core.AdapterCore(recipe)            recipe: "mr_mt3" | "mt3_pytorch" | "yourmt3" | "magenta_mt3" | "magenta_piano"
  *     The native half of MRMT3Adapter / MT3PyTorchAdapter / YourMT3Adapter
  *     (mt3_infer.adapters subclasses it together with MT3Base).  Holds one loaded network,
  *     shared read-only by every call; each call owns its engine session.
@@ -335,7 +335,8 @@ static int recipe_from_name(const char *name, const mt3_recipe **out)
             return 0;
         }
     }
-    PyErr_Format(PyExc_ValueError, "unknown recipe '%s'; expected 'mr_mt3', 'mt3_pytorch' or 'yourmt3'", name);
+    PyErr_Format(PyExc_ValueError, "unknown recipe '%s'; expected 'mr_mt3', 'mt3_pytorch', 'yourmt3', "
+                 "'magenta_mt3' or 'magenta_piano'", name);
     return -1;
 }
 
@@ -797,7 +798,7 @@ static PyTypeObject AdapterCoreType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mt3_infer._core.AdapterCore",
     .tp_basicsize = sizeof(AdapterCoreObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "AdapterCore(recipe): native pipeline of an adapter ('mr_mt3', 'mt3_pytorch' or 'yourmt3').",
+    .tp_doc = "AdapterCore(recipe): native pipeline of an adapter ('mr_mt3', 'mt3_pytorch', 'yourmt3', 'magenta_mt3' or 'magenta_piano').",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)AdapterCore_init,
     .tp_dealloc = (destructor)AdapterCore_dealloc,
