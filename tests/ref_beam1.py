@@ -30,14 +30,12 @@ def beam1_row(step_lp, T):
     """The §5.5 loop for one row.  ``step_lp(t, token)`` returns the float32
     log-softmax vector of the step that feeds ``token`` at position t.
     Returns (tokens, info): tokens as the decoder writes them (the chosen
-    sequence, EOS included, no padding); info: steps run, whether a finished
-    candidate was taken, and the smallest gap between compared float32
-    quantities seen (to report near-ties)."""
+    sequence, EOS included, no padding); info: steps run and whether a
+    finished candidate was taken."""
     live = [0]
     L = np.float32(0.0)
     best = None
     best_score = NEG
-    gap = np.inf
     steps = 0
     for t in range(T):
         if best is not None and best_score > np.float32(L / brevity(T + 1)):
@@ -45,11 +43,9 @@ def beam1_row(step_lp, T):
         lp = (step_lp(t, live[t]) + L).astype(np.float32)
         steps += 1
         (v1, i1), (v2, i2) = top2(lp)
-        gap = min(gap, float(v1 - v2))
         for v, i in ((v1, i1), (v2, i2)):
             if i == EOS:
                 s = np.float32(v / brevity(t + 1))
-                gap = min(gap, abs(float(s - best_score)) if best is not None else np.inf)
                 if s > best_score:
                     best_score = s
                     best = live[1:] + [EOS]
@@ -57,7 +53,7 @@ def beam1_row(step_lp, T):
         L = v
         live.append(i)
     out = best if best is not None else live[1:]
-    return out, {"steps": steps, "finished": best is not None, "gap": gap}
+    return out, {"steps": steps, "finished": best is not None}
 
 
 def greedy_row(step_lp, T):
@@ -89,8 +85,3 @@ def module_stepper(module, features_row, T):
 
     return step_lp
 
-
-def padded(tokens, length, pad=0):
-    out = np.full(length, pad, dtype=np.int64)
-    out[:len(tokens)] = tokens
-    return out

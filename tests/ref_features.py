@@ -59,7 +59,9 @@ import numpy as np
 U = 2.0 ** -24
 SR = 16000
 NFFT = 2048
-FRAMES = {"mr_mt3": 256, "mt3_pytorch": 257, "mt3_reference": 256, "yourmt3": 110}
+FRAMES = {"mr_mt3": 256, "mt3_pytorch": 257, "mt3_reference": 256, "mt3_reference_512": 512, "yourmt3": 110}
+# hops (128 samples) per segment: 2.048 s, or 4.096 s for ismir2021 (specs/magenta-t5x.md §5.2)
+HOPS = {"mr_mt3": 256, "mt3_pytorch": 256, "mt3_reference": 256, "mt3_reference_512": 512}
 BINS = {"mr_mt3": 512, "mt3_pytorch": 512, "mt3_reference": 512, "yourmt3": 1024}
 # float32 constants of the anchor, as exact doubles
 EPS_MR = float(np.float32(1e-5))
@@ -114,17 +116,19 @@ def filterbank(preset):
             "mr_mt3": lambda: torchaudio_fb(7600.0),
             "mt3_pytorch": lambda: torchaudio_fb(8000.0),
             "mt3_reference": tf_fb,
+            "mt3_reference_512": tf_fb,
         }[preset]()
     return _FB[preset]
 
 
 def mt3_layout(n, preset):
-    """Frames F, segments S and valid rows p_i for the three MT3 presets (§2.1-2.2)."""
+    """Frames F, segments S and valid rows p_i for the MT3 presets (§2.1-2.2)."""
     if n == 0:
         return 0, 0, []
     f = n // 128 if preset == "mr_mt3" else n // 128 + 1  # mr drops the tail; others pad 1..128
-    s = -(-f // 256)
-    return f, s, [min(256, f - 256 * i) for i in range(s)]
+    h = HOPS[preset]
+    s = -(-f // h)
+    return f, s, [min(h, f - h * i) for i in range(s)]
 
 
 def loud(lin):
@@ -162,9 +166,10 @@ def ref_mt3(x, preset):
     w = hann()
     shape = (s, T, 512)
     lin, log, blin, blog = (np.zeros(shape) for _ in range(4))
+    L = 128 * HOPS[preset]  # segment samples
     for i, p in enumerate(valid):
-        seg = np.zeros(32768)
-        chunk = xs[32768 * i: 32768 * i + 128 * p]
+        seg = np.zeros(L)
+        chunk = xs[L * i: L * i + 128 * p]
         seg[: len(chunk)] = chunk
         if preset == "mt3_pytorch":
             padded = np.pad(seg, 1024, mode="reflect")

@@ -73,7 +73,7 @@ def _signals():
 SIGNALS = _signals()
 
 
-@pytest.mark.parametrize("preset", ["mr_mt3", "mt3_pytorch", "mt3_reference"])
+@pytest.mark.parametrize("preset", ["mr_mt3", "mt3_pytorch", "mt3_reference", "mt3_reference_512"])
 @pytest.mark.parametrize("name", list(SIGNALS))
 def test_mt3_presets_match_reference(preset, name):
     x = SIGNALS[name]

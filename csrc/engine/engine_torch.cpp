@@ -701,17 +701,19 @@ int step(mt3_engine_session *s, const int64_t *tokens_in, int pos, int64_t *next
         ids_collector(next_out, "step", err), err);
 }
 
-// Checks of a grouped step (step_groups, step_top2): groups of >= 1 rows at
-// positions inside the cache that add up to the active rows.  *max_pos
-// receives the highest position.
-int check_groups(mt3_engine_session *s, int n_groups, const int32_t *sizes, const int32_t *positions,
-                 const char *what, int *max_pos, mt3_error *err)
+// Checks of a grouped step (step_groups, step_top2): those of every step
+// (check_step), then groups of >= 1 rows at positions inside the cache that
+// add up to the active rows.  *max_pos receives the highest position.
+int check_grouped_step(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, const int32_t *sizes,
+                       const int32_t *positions, const char *what, int *max_pos, mt3_error *err)
 {
     const mt3_engine_model *m = s->m;
+    *max_pos = 0;
+    if (int rc = check_step(s, tokens_in, what, err))
+        return rc;
     if (n_groups < 1 || n_groups > s->active)
         return set_errf(err, MT3_E_VALUE, "%s: bad group count", what);
     long long total = 0;
-    *max_pos = 0;
     for (int g = 0; g < n_groups; ++g) {
         if (sizes[g] < 1 || positions[g] < 0 || positions[g] >= m->max_len)
             return set_errf(err, MT3_E_VALUE, "%s: group %d has %d rows at position %d (positions 0..%d)", what,
@@ -749,11 +751,8 @@ int step_groups(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, c
         return set_err(err, MT3_E_FRAMEWORK,
                        "step_groups: this exported model has no step_groups method (exported by an older "
                        "mt3-infer); re-export it with `mt3-infer export` for continuous batching");
-    int rc = check_step(s, tokens_in, "step_groups", err);
     int max_pos = 0;
-    if (!rc)
-        rc = check_groups(s, n_groups, sizes, positions, "step_groups", &max_pos, err);
-    if (rc)
+    if (int rc = check_grouped_step(s, tokens_in, n_groups, sizes, positions, "step_groups", &max_pos, err))
         return rc;
     return run_step(s, tokens_in, "step_groups", groups_middle(n_groups, sizes, positions), max_pos,
                     ids_collector(next_out, "step_groups", err), err);
@@ -769,11 +768,8 @@ int step_top2(mt3_engine_session *s, const int64_t *tokens_in, int n_groups, con
         return set_err(err, MT3_E_FRAMEWORK,
                        "step_top2: this exported model has no step_top2 method (exported before "
                        "mt3-infer-export/5); re-export it with `mt3-infer export` for beam-1 decoding");
-    int rc = check_step(s, tokens_in, "step_top2", err);
     int max_pos = 0;
-    if (!rc)
-        rc = check_groups(s, n_groups, sizes, positions, "step_top2", &max_pos, err);
-    if (rc)
+    if (int rc = check_grouped_step(s, tokens_in, n_groups, sizes, positions, "step_top2", &max_pos, err))
         return rc;
     auto groups = groups_middle(n_groups, sizes, positions);
     auto middle = [&](std::vector<c10::IValue> &a) {

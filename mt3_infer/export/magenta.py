@@ -26,7 +26,7 @@ from typing import Dict
 import numpy as np
 
 from ..exceptions import CheckpointError
-from .common import encoder_kib_per_segment, require_torch, save_scripted, sha256_file
+from .common import require_torch, sha256_file
 from .t5x import REAL_N_HEADS, mt3_config_for, read_t5x, resolve_t5x, to_port_state
 
 torch = require_torch()
@@ -71,31 +71,11 @@ def build_runtime(params: Dict[str, np.ndarray], n_heads: int = REAL_N_HEADS):
 
 
 def magenta_meta(cfg, source_sha256: str) -> Dict:
-    from .common import build_meta
+    from .mt3 import mt3_meta
 
     info = MODELS[cfg.vocab_size]
-    return build_meta(
-        family=FAMILY,
-        frames=cfg.max_frames,
-        feature_bins=cfg.input_dim,
-        channels=1,
-        n_layers=cfg.n_dec_layers,
-        n_heads=cfg.n_heads,
-        d_kv=cfg.d_kv,
-        memory_len=cfg.max_frames,
-        max_len=cfg.max_len,
-        vocab_size=cfg.vocab_size,
-        max_new_tokens=cfg.max_new_tokens,
-        check_first_eos=True,
-        source_sha256=source_sha256,
-        min_frames=1,
-        d_model=cfg.d_model,
-        adapters=[info["recipe"]],
-        magenta_model=info["model"],
-        positions="magenta",
-        decoding="beam1",
-        config=cfg.to_json(),
-    )
+    return mt3_meta(cfg, source_sha256, family=FAMILY, adapters=(info["recipe"],),
+                    magenta_model=info["model"], positions="magenta", decoding="beam1")
 
 
 def export_magenta(checkpoint: str, out: str, n_heads: int = REAL_N_HEADS) -> str:
@@ -103,21 +83,13 @@ def export_magenta(checkpoint: str, out: str, n_heads: int = REAL_N_HEADS) -> st
     strictly and write the TorchScript artifact ``out``; returns ``out``.
     ``source_sha256`` is the sha256 of the msgpack ``checkpoint`` file (it
     carries the optimizer step and the inline arrays, so it changes with
-    every save); size and mtime are recorded for the cache check."""
-    import warnings
+    every save); its size and mtime are recorded for the cache check."""
+    from .mt3 import save_export, script_module
 
     _, ckpt_file = resolve_t5x(checkpoint)
-    params = read_t5x(checkpoint)
-    st = os.stat(ckpt_file)
-    rt, cfg = build_runtime(params, n_heads)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(rt)
-    meta = magenta_meta(cfg, sha256_file(ckpt_file))
-    meta["source_size"] = int(st.st_size)
-    meta["source_mtime_ns"] = int(st.st_mtime_ns)
-    meta["encoder_kib_per_segment"] = encoder_kib_per_segment(scripted, meta["frames"], meta["feature_bins"])
-    return save_scripted(scripted, out, meta)
+    st = os.stat(ckpt_file) if os.path.isfile(ckpt_file) else None  # read_t5x reports a missing file
+    rt, cfg = build_runtime(read_t5x(checkpoint), n_heads)
+    return save_export(script_module(rt), magenta_meta(cfg, sha256_file(ckpt_file)), st, out)
 
 
 def export_checkpoint(checkpoint: str, out: str) -> str:

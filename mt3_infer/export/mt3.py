@@ -753,16 +753,24 @@ def load_mt3(checkpoint: str, config: Optional[MT3Config] = None) -> MT3:
 # Export
 # ---------------------------------------------------------------------------
 
-def script_runtime(model: MT3):
-    """torch.jit.script of :class:`MT3Runtime` built from ``model``."""
+def script_module(rt: "MT3Runtime"):
+    """torch.jit.script of a built :class:`MT3Runtime`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
-        return torch.jit.script(MT3Runtime.from_reference(model.eval()))
+        return torch.jit.script(rt)
 
 
-def mt3_meta(cfg: MT3Config, source_sha256: str) -> Dict:
+def script_runtime(model: MT3):
+    """torch.jit.script of :class:`MT3Runtime` built from ``model``."""
+    return script_module(MT3Runtime.from_reference(model.eval()))
+
+
+def mt3_meta(cfg: MT3Config, source_sha256: str, *, family: str = FAMILY,
+             adapters: Tuple[str, ...] = ADAPTERS, **extras) -> Dict:
+    """``mt3_infer.json`` of an MT3-network export (``family``/``adapters``/
+    ``extras``: the Magenta family's own values)."""
     return build_meta(
-        family=FAMILY,
+        family=family,
         frames=cfg.max_frames,
         feature_bins=cfg.input_dim,
         channels=1,
@@ -777,9 +785,21 @@ def mt3_meta(cfg: MT3Config, source_sha256: str) -> Dict:
         source_sha256=source_sha256,
         min_frames=1,
         d_model=cfg.d_model,
-        adapters=list(ADAPTERS),
+        adapters=list(adapters),
         config=cfg.to_json(),
+        **extras,
     )
+
+
+def save_export(scripted, meta: Dict, st: os.stat_result, out: str) -> str:
+    """Record the source file's size and mtime (``st``, taken before it was
+    read, so a change during the export makes the artifact stale; lets a
+    cache check skip re-hashing) and the encoder's working memory in
+    ``meta``, then write the artifact ``out``."""
+    meta["source_size"] = int(st.st_size)
+    meta["source_mtime_ns"] = int(st.st_mtime_ns)
+    meta["encoder_kib_per_segment"] = encoder_kib_per_segment(scripted, meta["frames"], meta["feature_bins"])
+    return save_scripted(scripted, out, meta)
 
 
 def export_mt3(checkpoint: str, out: str, config: Optional[MT3Config] = None) -> str:
@@ -790,13 +810,7 @@ def export_mt3(checkpoint: str, out: str, config: Optional[MT3Config] = None) ->
     weights, _ = resolve_checkpoint(checkpoint)
     st = os.stat(weights)
     model = load_mt3(checkpoint, config)
-    sha = sha256_file(weights)
-    scripted = script_runtime(model)
-    meta = mt3_meta(model.cfg, sha)
-    meta["source_size"] = int(st.st_size)
-    meta["source_mtime_ns"] = int(st.st_mtime_ns)
-    meta["encoder_kib_per_segment"] = encoder_kib_per_segment(scripted, meta["frames"], meta["feature_bins"])
-    return save_scripted(scripted, out, meta)
+    return save_export(script_runtime(model), mt3_meta(model.cfg, sha256_file(weights)), st, out)
 
 
 def export_checkpoint(checkpoint: str, out: str) -> str:
