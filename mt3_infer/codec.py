@@ -13,10 +13,10 @@ scheme / style          tokens                        MIDI writer
                         the anchor's own rules          truncated delta ticks)
 ``"yourmt3"``           (segments, 13, length),       ``"yourmt3"`` (480 tpq,
                         596 ids                         named tracks)
-``"magenta"``           (segments, length), 1536 ids  (no recipe yet: use
-                        Magenta's own decoding of the   ``decode_tokens(...,
-                        ``mt3`` checkpoint              sort=False)``)
-``"magenta_piano"``     (segments, length), 1664 ids  (as ``"magenta"``)
+``"magenta"``           (segments, length), 1536 ids  ``"magenta"`` (note_seq
+                        Magenta's own decoding of the   -> pretty_midi, the
+                        ``mt3`` checkpoint              Colab's file)
+``"magenta_piano"``     (segments, length), 1664 ids  ``"magenta"``
                         Magenta ``ismir2021``: 127
                         velocity bins, no ties
 ======================  ===========================  ===================

@@ -11,19 +11,18 @@
  *   yourmt3       torchaudio-style sinc (as the        yourmt3      110     YourMT3      YourMT3 note_event2midi
  *                 anchor's preprocess)                 (32767-sample         13-channel  (MT3_MIDI_YOURMT3)
  *                                                      segments)             merge
- *   magenta_mt3   libsoxr HQ (librosa soxr_hq, as      mt3_reference 256    Magenta      note_seq/pretty_midi
+ *   magenta_mt3   libsoxr HQ (librosa soxr_hq, as      mt3_reference 256     Magenta      note_seq/pretty_midi
  *                 the Colab's librosa.load)                                  (§5.6 ids)   (MT3_MIDI_MAGENTA)
- *   magenta_piano libsoxr HQ                           mt3_reference_512    Magenta      note_seq/pretty_midi
- *                                                      512    piano, velocities
+ *   magenta_piano libsoxr HQ                           mt3_reference 512     Magenta      note_seq/pretty_midi
+ *                                                      _512                  piano, with  (MT3_MIDI_MAGENTA)
+ *                                                                            velocities
  *
- * The two Magenta recipes decode with beam search of one beam and length
- * penalty 0.6 (MT3_DECODE_BEAM1, specs/magenta-t5x.md §5.5) by default and
- * need a "magenta" export (of a T5X checkpoint: Magenta's positional table);
- * greedy is an explicit option (mt3_run_opts.decode_rule).
- *
- * Every recipe decodes greedily by default (decode_rule); beam search with
- * one beam (MT3_DECODE_BEAM1, Magenta's rule) is an option of the call
- * (mt3_run_opts.decode_rule) for networks exported with step_top2.
+ * The anchors' recipes decode greedily by default; the two Magenta recipes
+ * decode with beam search of one beam and length penalty 0.6
+ * (MT3_DECODE_BEAM1, specs/magenta-t5x.md §5.5), as the Colab does, and need
+ * a "magenta" export (of a T5X checkpoint: Magenta's positional table).
+ * Either rule is an option of the call (mt3_run_opts.decode_rule) for
+ * networks exported with step_top2.
  *
  * The two MT3 recipes use the same exported network (family "mt3"); MR-MT3
  * feeds 256 frames per segment, MT3-PyTorch 257.  yourmt3 needs a "yourmt3"
@@ -65,8 +64,8 @@ typedef enum mt3_recipe_id {
 #define MT3_RECIPE_COUNT 5
 
 typedef struct mt3_recipe {
-    const char *name;         /* "mr_mt3", "mt3_pytorch", "yourmt3" */
-    const char *family;       /* artifact family the network must have: "mt3", "yourmt3" */
+    const char *name;         /* "mr_mt3", "mt3_pytorch", "yourmt3", "magenta_mt3", "magenta_piano" */
+    const char *family;       /* artifact family the network must have: "mt3", "yourmt3", "magenta" */
     const char *source;       /* the original checkpoint exported for it (error messages) */
     int32_t vocab_size;       /* output ids the network must have */
     int default_batch;        /* segments per batch when the caller says 0; 0: all */
