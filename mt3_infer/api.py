@@ -216,9 +216,12 @@ def load_model(model: str = "default", checkpoint_path: Optional[str] = None, de
 
     Args:
         model: ``mr_mt3``, ``mt3_pytorch``, ``yourmt3``, ``mt3_small`` (the
-            network bundled with the package: no download) or an alias
-            (``default``, ``fast``, ``accurate``, ``multitask``, ``official``,
-            ``baseline``; ``offline`` / ``small`` for ``mt3_small``).
+            network bundled with the package: no download), ``magenta_mt3`` /
+            ``magenta_piano`` (Magenta's original T5X checkpoints, run as its
+            Colab does) or an alias (``default``, ``fast``, ``accurate``,
+            ``multitask``, ``official``, ``baseline``; ``offline`` / ``small``
+            for ``mt3_small``; ``magenta`` / ``colab``, ``ismir2021`` /
+            ``piano``).
         checkpoint_path: an exported model file or an original checkpoint;
             default: the registry copy under ``MT3_CHECKPOINT_DIR`` or
             ``./.mt3_checkpoints``.

@@ -236,6 +236,8 @@ def cmd_transcribe(args) -> int:
         kw["max_new_tokens"] = args.max_new_tokens
     if args.dtype != "float32":
         kw["dtype"] = args.dtype
+    if args.decoding is not None:
+        kw["decoding"] = args.decoding
     cls = api._import_adapter(model_id)
     try:
         ctor, call = api._split_kwargs(model_id, cls, kw, "transcribe")
@@ -388,6 +390,28 @@ def _local_state(mid: str) -> Dict[str, Any]:
     }
 
 
+def _source_lines(mid: str) -> List[str]:
+    """Where a model's files come from, for `list -v` and `info`: one line
+    pair per file, or for a bucket folder (Magenta's) one summary."""
+    from . import registry
+
+    spec = registry.listing(mid)
+    if spec is not None:
+        doc = registry.read_manifest(mid)
+        head = f"Source: gs://{spec['bucket']}/{spec['prefix']} (listed at {registry.listing_url(mid)})"
+        if doc is None:
+            return [head, "  file list not fetched yet (the first download lists the folder)"]
+        objs = doc["objects"]
+        hashed = sum(1 for o in objs if o.get("md5"))
+        return [head, f"  {len(objs)} objects, {sum(o['size'] for o in objs):,} bytes, MD5 for {hashed} "
+                      f"(manifest {registry.manifest_path(mid)}, listed {doc.get('listed_at', '?')})"]
+    lines = []
+    for f in registry.files_for(mid):
+        lines.append(f"Source: {f['url'] or 'inside the package (no download)'}")
+        lines.append(f"  sha256 {f['sha256']}, {f['size']:,} bytes")
+    return lines
+
+
 def cmd_list(args) -> int:
     from . import registry
 
@@ -410,9 +434,8 @@ def cmd_list(args) -> int:
             print(f"    GPU memory: {perf.get('peak_gpu_memory_mb')} MB (mt3-infer 0.2.0 figure)")
             print(f"    Best for: {', '.join(info.get('best_for', []))}")
             print(f"    Checkpoint: {st['checkpoint_path']}")
-            for f in registry.files_for(mid):
-                print(f"    Source: {f['url'] or 'inside the package (no download)'}")
-                print(f"      sha256 {f['sha256']}, {f['size']:,} bytes")
+            for line in _source_lines(mid):
+                print(f"    {line}")
         print()
     print("Aliases:")
     for alias, target in registry.aliases().items():
@@ -427,7 +450,8 @@ def cmd_info(args) -> int:
     info = registry.get_model_info(mid)
     info.get("checkpoint", {}).pop("generated_files", None)
     st = _local_state(mid)
-    files = [{"url": f["url"], "path": str(f["path"]), "sha256": f["sha256"], "size": f["size"]}
+    files = [{"url": f["url"], "path": str(f["path"]), "sha256": f["sha256"], "size": f["size"],
+              **({"md5": f["md5"]} if "md5" in f else {})}
              for f in registry.files_for(mid)]
     if args.json:
         doc = {"id": mid, **info, "local": st, "files": files,
@@ -443,9 +467,10 @@ def cmd_info(args) -> int:
     print(f"  Adapter: {info['adapter_class']}")
     print(f"  Checkpoint: {st['checkpoint_path']} ({'present' if st['downloaded'] else 'not downloaded'})")
     print(f"  Exported model: {st['exported_path']} ({'present' if st['exported'] else 'not exported'})")
-    for f in files:
-        print(f"  Source: {f['url'] or 'inside the package (no download)'}")
-        print(f"    sha256 {f['sha256']}, {f['size']:,} bytes")
+    for line in _source_lines(mid):
+        print(f"  {line}")
+    if info["checkpoint"].get("licence"):
+        print(f"  {info['checkpoint']['licence']}")
     print(f"  Sample rate: {info['metadata'].get('sample_rate')} Hz")
     print(f"  Speed (0.2.0 figure): {perf.get('speed_x_realtime')}x real-time")
     print(f"  Best for: {', '.join(info.get('best_for', []))}")
@@ -527,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network precision (default float32). Opt-in, faster, outputs differ: bfloat16 on CUDA "
                         "and CPUs with AVX512-BF16, float16 on CUDA, int8 (decoder linears) on the CPU")
     t.add_argument("--checkpoint", help="exported model or checkpoint to use instead of the registry copy")
+    t.add_argument("--decoding", choices=("beam1", "greedy"),
+                   help="Magenta models: beam1 (t5x beam search with one beam, the Colab's; default) or greedy")
     t.add_argument("--batch-size", type=_positive_int, help="segments per network batch")
     t.add_argument("--threads", type=_positive_int, help="CPU threads for the engine")
     t.add_argument("--max-new-tokens", type=_positive_int, help="decoding cap per segment")

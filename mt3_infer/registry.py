@@ -18,12 +18,20 @@ mt3-infer 0.2.0.  Layout under the root::
     mr_mt3/mt3.pth
     mt3_pytorch/config.json, mt3_pytorch/mt3.pth
     yourmt3/mc13_256_g4_all_v7_mt3f_sqr_rms_moe_wf4_n8k2_silu_rope_rp_b36_nops/last.ckpt
+    magenta_mt3/checkpoint, magenta_mt3/target.*/{.zarray,0.0}, magenta_mt3/mt3-infer-manifest.json
+    magenta_piano/...  (the same T5X layout: the bucket folder gs://mt3/checkpoints/ismir2021/)
+
+Magenta's two checkpoints have no fixed file list: their files are whatever
+the bucket folder lists (``listing``), fetched from the GCS JSON API (name,
+size, MD5 of each object) and saved as ``mt3-infer-manifest.json`` beside them.
 
 Download hosts can be redirected (mirrors, tests) with ``MT3_HF_ENDPOINT``
 (default ``https://huggingface.co``), ``MT3_GITHUB_MEDIA_ENDPOINT`` (default
 ``https://media.githubusercontent.com``) or, for every file at once,
 ``MT3_DOWNLOAD_MIRROR``: files are then fetched from
-``<mirror>/<model id>/<file name>``.
+``<mirror>/<model id>/<file name>`` (for a Magenta model, the saved manifest
+too: a copy of a downloaded model folder is a mirror).  ``MT3_GCS_ENDPOINT``
+(default ``https://storage.googleapis.com``) redirects the bucket's API.
 """
 from __future__ import annotations
 
@@ -57,6 +65,12 @@ FAMILIES: Dict[str, Dict[str, Any]] = {
         "weights": ("mt3.pth",),
         "what": "mt3.pth (or its directory)",
     },
+    "magenta": {
+        "exporter": "mt3_infer.export.magenta",
+        # a T5X checkpoint folder: the msgpack `checkpoint` file beside its target.* zarr folders
+        "weights": ("checkpoint",),
+        "what": "a Magenta T5X checkpoint folder (with its checkpoint file)",
+    },
     "yourmt3": {
         "exporter": "mt3_infer.export.yourmt3",
         # the Lightning checkpoint, also under checkpoints/ (the Hugging Face Space's layout)
@@ -64,6 +78,26 @@ FAMILIES: Dict[str, Dict[str, Any]] = {
         "what": "the YourMT3 Lightning checkpoint (last.ckpt)",
     },
 }
+
+#: Google Cloud Storage (Magenta's public bucket ``gs://mt3``): object
+#: listings from ``<endpoint>/storage/v1/b/<bucket>/o`` (JSON API) and objects
+#: from ``<endpoint>/<bucket>/<object name>``.
+GCS_ENDPOINT_ENV = "MT3_GCS_ENDPOINT"
+GCS_ENDPOINT = "https://storage.googleapis.com"
+#: The file list a listing-based model's download saves beside its files
+#: (object names, sizes, MD5s as the server lists them); a mirror serves it
+#: as ``<mirror>/<model id>/`` + this name.
+MANIFEST_NAME = "mt3-infer-manifest.json"
+
+#: Shown once, when a Magenta checkpoint is first downloaded (specs/magenta-t5x.md §7).
+MAGENTA_LICENCE_NOTICE = (
+    "Licence notice: Magenta publishes the MT3 checkpoints (gs://mt3/checkpoints) without a licence "
+    "statement; the code of magenta/mt3 is Apache-2.0, the weights' terms are unknown (an open question "
+    "upstream: magenta/mt3#177). The ismir2021 piano model was trained on MAESTRO v3 and mt3 on a mixture "
+    "that includes it; Magenta distributes MAESTRO under a non-commercial licence (CC BY-NC-SA 4.0). "
+    "Check these terms before any commercial use or redistribution of the weights or of what you make "
+    "with them."
+)
 
 #: Folder of the networks shipped inside the package (no download).
 BUNDLED_DIR = Path(__file__).resolve().parent / "models"
@@ -297,6 +331,70 @@ _MODELS: Dict[str, Dict[str, Any]] = {
             "Trying the package out of the box (an early checkpoint: low accuracy, see the README)",
         ],
     },
+    "magenta_mt3": {
+        "name": "Magenta MT3 (T5X)",
+        "description": "Magenta's multi-instrument MT3 checkpoint run as its Colab does (beam-1 decoding), "
+                       "without JAX",
+        "framework": "pytorch",  # what runs it: the export, on libtorch (the checkpoint format is "t5x")
+        "adapter_class": "mt3_infer.adapters.magenta.MagentaMT3Adapter",
+        "checkpoint": {
+            "path": ".mt3_checkpoints/magenta_mt3",
+            "size_mb": 171.6,
+            "format": "t5x",
+            "download": {"source_type": "gcs", "source_url": "gs://mt3/checkpoints/mt3/", "sha256": None},
+            # files come from the bucket's object listing (names, sizes, MD5s), saved as MANIFEST_NAME
+            "listing": {"host": "gcs", "bucket": "mt3", "prefix": "checkpoints/mt3/"},
+            "files": [],
+            "licence": MAGENTA_LICENCE_NOTICE,
+            "export": {"family": "magenta", "file": "magenta_mt3.mt3i.pt"},
+        },
+        "metadata": {
+            "vocab_size": 1536,
+            "max_seq_len": 1024,
+            "sample_rate": 16000,
+            "input_frames": 256,
+            "decoding": "beam1",
+            "license": "unknown (no statement upstream; magenta/mt3#177)",
+            # not measured: the real checkpoint has not run here (0.0 = unknown, a float as in every entry)
+            "performance": {"speed_x_realtime": 0.0, "peak_gpu_memory_mb": None, "notes_detected": None},
+        },
+        "best_for": [
+            "Reproducing Magenta's Colab results without JAX/TensorFlow",
+            "Multi-instrument transcription (the original MT3 weights)",
+        ],
+    },
+    "magenta_piano": {
+        "name": "Magenta piano (T5X)",
+        "description": "Magenta's piano transcription model with velocities (127 bins, 4.096 s segments), "
+                       "without JAX",
+        "framework": "pytorch",  # what runs it: the export, on libtorch (the checkpoint format is "t5x")
+        "adapter_class": "mt3_infer.adapters.magenta.MagentaPianoAdapter",
+        "checkpoint": {
+            "path": ".mt3_checkpoints/magenta_piano",
+            "size_mb": 172.0,
+            "format": "t5x",
+            "download": {"source_type": "gcs", "source_url": "gs://mt3/checkpoints/ismir2021/", "sha256": None},
+            "listing": {"host": "gcs", "bucket": "mt3", "prefix": "checkpoints/ismir2021/"},
+            "files": [],
+            "licence": MAGENTA_LICENCE_NOTICE,
+            "export": {"family": "magenta", "file": "magenta_piano.mt3i.pt"},
+        },
+        "metadata": {
+            "vocab_size": 1664,
+            "max_seq_len": 1024,
+            "sample_rate": 16000,
+            "input_frames": 512,
+            "velocity_bins": 127,
+            "decoding": "beam1",
+            "license": "unknown (no statement upstream; magenta/mt3#177); trained on MAESTRO v3 (non-commercial)",
+            # not measured: the real checkpoint has not run here (0.0 = unknown, a float as in every entry)
+            "performance": {"speed_x_realtime": 0.0, "peak_gpu_memory_mb": None, "notes_detected": None},
+        },
+        "best_for": [
+            "Solo piano with note velocities",
+            "Reproducing Magenta's ismir2021 results without JAX/TensorFlow",
+        ],
+    },
 }
 
 DEFAULT_MODEL = "mt3_pytorch"
@@ -310,6 +408,10 @@ _ALIASES: Dict[str, str] = {
     "baseline": "mt3_pytorch",
     "offline": "mt3_small",
     "small": "mt3_small",
+    "magenta": "magenta_mt3",
+    "colab": "magenta_mt3",
+    "ismir2021": "magenta_piano",
+    "piano": "magenta_piano",
 }
 
 # mt3-infer 0.2.0 checkpoints.toml catalog values (MT3Session.cache_info()).
@@ -337,6 +439,18 @@ _CATALOG: Dict[str, Dict[str, str]] = {
         "url": "bundled",
         "revision": "bundled",
         "provenance": "mt3-infer's own network (tools/train_small.py), shipped inside the package",
+    },
+    "magenta_mt3": {
+        "backend": "t5x",
+        "url": "gs://mt3/checkpoints/mt3/",
+        "revision": "gcs",
+        "provenance": "Magenta's public bucket gs://mt3 (the Colab's checkpoint; licence unknown)",
+    },
+    "magenta_piano": {
+        "backend": "t5x",
+        "url": "gs://mt3/checkpoints/ismir2021/",
+        "revision": "gcs",
+        "provenance": "Magenta's public bucket gs://mt3 (ismir2021; licence unknown, MAESTRO-trained)",
     },
 }
 
@@ -417,7 +531,7 @@ def cache_key(model: str, *, backend: Optional[str] = None, revision: Optional[s
         prof["id"],
         backend or prof["backend"],
         revision or prof["revision"],
-        checksum or prof["sha256"],
+        checksum or prof["sha256"] or "",
     ]
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:16]
 
@@ -475,7 +589,8 @@ def artifact_dir(model: str) -> Path:
     """Folder where the registry artifact's files are stored."""
     mid = resolve_model_name(model)
     p = default_checkpoint_path(mid)
-    return p if _MODELS[mid]["checkpoint"].get("generated_files") else p.parent
+    ck = _MODELS[mid]["checkpoint"]
+    return p if ck.get("generated_files") or ck.get("listing") else p.parent
 
 
 def family(model: str) -> str:
@@ -551,10 +666,91 @@ def inside_root(path: Path) -> Path:
     return Path(path)
 
 
+# ---------------------------------------------------------------------------
+# Listing-based models (a bucket prefix instead of a fixed file list)
+# ---------------------------------------------------------------------------
+def listing(model: str) -> Optional[Dict[str, str]]:
+    """``{"host", "bucket", "prefix"}`` of a model whose files are a bucket
+    folder (Magenta's checkpoints), else None."""
+    spec = _MODELS[resolve_model_name(model)]["checkpoint"].get("listing")
+    return dict(spec) if spec else None
+
+
+def gcs_endpoint() -> str:
+    """``$MT3_GCS_ENDPOINT`` (a mirror of the GCS API, tests) or Google's."""
+    return (os.environ.get(GCS_ENDPOINT_ENV) or GCS_ENDPOINT).rstrip("/")
+
+
+def listing_url(model: str, page_token: Optional[str] = None) -> str:
+    """The first (or ``page_token``'s) page of the model's object listing;
+    with ``$MT3_DOWNLOAD_MIRROR``, the mirror's copy of the saved manifest."""
+    from urllib.parse import urlencode
+
+    mid = resolve_model_name(model)
+    spec = listing(mid)
+    if spec is None:
+        raise ValueError(f"model {mid!r} has a fixed file list, not a bucket listing")
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        return f"{mirror.rstrip('/')}/{mid}/{MANIFEST_NAME}"
+    query = {"prefix": spec["prefix"], "maxResults": "1000"}
+    if page_token:
+        query["pageToken"] = page_token
+    return f"{gcs_endpoint()}/storage/v1/b/{spec['bucket']}/o?{urlencode(query)}"
+
+
+def object_url(model: str, name: str) -> str:
+    """URL of one object of a listing-based model (``name`` relative to the
+    model's prefix, ``/``-separated), after the mirror / endpoint overrides."""
+    from urllib.parse import quote
+
+    mid = resolve_model_name(model)
+    spec = listing(mid)
+    if spec is None:
+        raise ValueError(f"model {mid!r} has a fixed file list, not a bucket listing")
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        return f"{mirror.rstrip('/')}/{mid}/{quote(name)}"
+    return f"{gcs_endpoint()}/{spec['bucket']}/{quote(spec['prefix'] + name)}"
+
+
+def manifest_path(model: str) -> Path:
+    """Where a listing-based model's saved manifest lives (in its folder)."""
+    return artifact_dir(model) / MANIFEST_NAME
+
+
+def read_manifest(model: str) -> Optional[Dict[str, Any]]:
+    """The saved manifest of a listing-based model, or None when absent or
+    not a manifest of this model (then the listing is fetched again)."""
+    import json
+
+    try:
+        with open(manifest_path(model), "r", encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("model") != resolve_model_name(model):
+        return None
+    objs = doc.get("objects")
+    if not isinstance(objs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("size"), int)
+            for o in objs):
+        return None
+    return doc
+
+
 def files_for(model: str) -> List[Dict[str, Any]]:
-    """Copies of the downloadable files of ``model`` with resolved URL and target path."""
+    """Copies of the downloadable files of ``model`` with resolved URL and
+    target path.  A listing-based model's files are those of its saved
+    manifest (none before the first download); they carry ``md5`` (hex, the
+    server's) instead of ``sha256`` (None)."""
     mid = resolve_model_name(model)
     folder = artifact_dir(mid)
+    if listing(mid) is not None:
+        doc = read_manifest(mid)
+        return [{"name": o["name"], "host": "gcs", "url": object_url(mid, o["name"]),
+                 "path": folder / o["name"], "size": o["size"], "sha256": None, "md5": o.get("md5"),
+                 "crc32c": o.get("crc32c")} for o in (doc or {}).get("objects", [])]
     out = []
     for spec in _MODELS[mid]["checkpoint"]["files"]:
         item = dict(spec)
@@ -566,6 +762,14 @@ def files_for(model: str) -> List[Dict[str, Any]]:
 
 __all__ = [
     "FAMILIES",
+    "GCS_ENDPOINT_ENV",
+    "MANIFEST_NAME",
+    "gcs_endpoint",
+    "listing",
+    "listing_url",
+    "manifest_path",
+    "object_url",
+    "read_manifest",
     "inside_root",
     "family",
     "known_sha256",

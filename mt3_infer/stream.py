@@ -56,8 +56,8 @@ class TranscriptionStream:
         self._extra = dict(adapter._extra_run_args())
         self._decode_flags = int(self._extra.get("decode_flags", 0))
         self._midi_flags = self._extra.get("midi_flags", None)
-        self._scheme = adapter._recipe
-        preset = self._extra.get("preset") or self._scheme
+        self._scheme = adapter._scheme  # the recipe's token scheme (C recipe table)
+        preset = self._extra.get("preset") or adapter._recipe_preset
         self._preset = preset
         self._seg = int(_core.feature_layout(1, preset)["segment_samples"])
         self._run_kw = dict(max_new_tokens=max_new_tokens or 0, num_threads=num_threads or 0)

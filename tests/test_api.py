@@ -232,11 +232,14 @@ def test_transcribe_bad_audio_is_audioerror(small_model, audio, sr, match):
 # Registry
 # ---------------------------------------------------------------------------
 def test_model_ids_and_aliases():
-    # mt3-infer 0.2.0's three models and six aliases, in its order, then the bundled model
-    assert list(mt3_infer.list_models()) == ["mr_mt3", "mt3_pytorch", "yourmt3", "mt3_small"]
+    # mt3-infer 0.2.0's three models and six aliases, in its order, then the bundled model and
+    # Magenta's two original checkpoints
+    assert list(mt3_infer.list_models()) == ["mr_mt3", "mt3_pytorch", "yourmt3", "mt3_small",
+                                             "magenta_mt3", "magenta_piano"]
     assert registry.aliases() == {"default": "mt3_pytorch", "fast": "mr_mt3", "accurate": "mt3_pytorch",
                                   "multitask": "yourmt3", "official": "mt3_pytorch", "baseline": "mt3_pytorch",
-                                  "offline": "mt3_small", "small": "mt3_small"}
+                                  "offline": "mt3_small", "small": "mt3_small", "magenta": "magenta_mt3",
+                                  "colab": "magenta_mt3", "ismir2021": "magenta_piano", "piano": "magenta_piano"}
     for alias, target in registry.aliases().items():
         assert registry.resolve_model_name(alias) == target
         assert mt3_infer.get_model_info(alias) == mt3_infer.get_model_info(target)
@@ -250,9 +253,9 @@ def test_unknown_model_message(bad):
         registry.resolve_model_name(bad)
     lines = str(ei.value).split("\n")
     assert lines == [f"Model '{bad}' not found in registry.",
-                     "Available models: mr_mt3, mt3_pytorch, yourmt3, mt3_small",
+                     "Available models: mr_mt3, mt3_pytorch, yourmt3, mt3_small, magenta_mt3, magenta_piano",
                      "Available aliases: default, fast, accurate, multitask, official, baseline, "
-                     "offline, small"]
+                     "offline, small, magenta, colab, ismir2021, piano"]
     for fn in (mt3_infer.get_model_info, mt3_infer.load_model, mt3_infer.download_model):
         with pytest.raises(ModelNotFoundError):
             fn(bad)
@@ -269,6 +272,9 @@ def test_registry_fields_match_the_anchor():
         perf = info["metadata"]["performance"]
         if mid == "mt3_small":  # ours: CPU speed from benchmarks/bench_accuracy.py, no GPU figure
             assert isinstance(perf["speed_x_realtime"], float) and perf["peak_gpu_memory_mb"] is None
+        elif mid.startswith("magenta_"):  # not measured (0.0): the real checkpoints never ran here
+            assert perf["speed_x_realtime"] == 0.0 and perf["peak_gpu_memory_mb"] is None
+            assert ck["format"] == "t5x" and ck["download"]["source_url"].startswith("gs://mt3/checkpoints/")
         else:  # the anchor's published figures
             assert isinstance(perf["speed_x_realtime"], float) and isinstance(perf["peak_gpu_memory_mb"], int)
         assert info["metadata"]["sample_rate"] == 16000 and info["metadata"]["max_seq_len"] == 1024

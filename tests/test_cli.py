@@ -150,6 +150,13 @@ def mirror(tmp_path):
         data = (mid * 1000).encode() + os.urandom(70000)
         blobs[f"/{mid}/{name}"] = data
         override[mid] = {name: [hashlib.sha256(data).hexdigest(), len(data)]}
+    for mid in ("magenta_mt3", "magenta_piano"):  # bucket folders: a saved manifest + its objects
+        objs = {"checkpoint": os.urandom(3000), "target.decoder.logits_dense.kernel/0.0": os.urandom(5000)}
+        manifest = {"model": mid, "objects": [{"name": n, "size": len(b), "md5": hashlib.md5(b).hexdigest()}
+                                              for n, b in objs.items()]}
+        blobs[f"/{mid}/mt3-infer-manifest.json"] = json.dumps(manifest).encode()
+        for n, b in objs.items():
+            blobs[f"/{mid}/{n}"] = b
     with FileServer(blobs, slow=0.0) as srv:
         yield srv, blobs, {"MT3_DOWNLOAD_MIRROR": srv.url, "HARNESS_REGISTRY": json.dumps(override)}
 
@@ -164,7 +171,10 @@ def test_download_models(tmp_path, mirror):
     r = run(["list"], tmp_path, harness=True, env=env)
     assert "mr_mt3  [downloaded]" in r.stdout
     r = run(["download", "--all", "--verify", "--no-export"], tmp_path, harness=True, env=env)
-    assert r.returncode == 0 and "Downloaded: 4/4" in r.stdout  # + the bundled mt3_small, verified
+    assert r.returncode == 0 and "Downloaded: 6/6" in r.stdout  # + mt3_small (bundled, verified), Magenta's two
+    assert (tmp_path / "ckpt" / "magenta_piano" / "target.decoder.logits_dense.kernel" / "0.0").read_bytes() == \
+        blobs["/magenta_piano/target.decoder.logits_dense.kernel/0.0"]
+    assert "Licence notice" in r.stderr and r.stderr.count("Licence notice") == 2  # once per Magenta model
     assert len(srv.requests_for("/mr_mt3/mt3.pth")) == 1  # verified copy kept
 
 

@@ -18,7 +18,7 @@
  *     shared read-only by every call; each call owns its engine session.
  *   ._load_export(engine_path, path, device, dtype, num_threads, prepack) -> meta json
  *   ._run(audio, sr, midi=True, notes=False, ...) -> (bytes|None, notes|None, stats|None)
- *   ._unload(), ._loaded, ._recipe, ._device
+ *   ._unload(), ._loaded, ._recipe, ._scheme, ._recipe_preset, ._device
  *
  * _core.parse_model_meta(text) -> dict   (the C reader of mt3_infer.json)
  */
@@ -747,6 +747,24 @@ static PyObject *AdapterCore_get_recipe(AdapterCoreObject *self, void *closure)
     return PyUnicode_FromString(self->recipe->name);
 }
 
+static PyObject *AdapterCore_get_scheme(AdapterCoreObject *self, void *closure)
+{
+    (void)closure;
+    const char *name = self->recipe ? mt3py_scheme_name(self->recipe->scheme) : NULL;
+    if (!name)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(name);
+}
+
+static PyObject *AdapterCore_get_preset(AdapterCoreObject *self, void *closure)
+{
+    (void)closure;
+    const mt3_preset_info *info = self->recipe ? mt3_preset_get_info(self->recipe->preset) : NULL;
+    if (!info)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(info->name);
+}
+
 static PyObject *AdapterCore_get_device(AdapterCoreObject *self, void *closure)
 {
     (void)closure;
@@ -768,6 +786,8 @@ static PyObject *AdapterCore_get_meta_json(AdapterCoreObject *self, void *closur
 static PyGetSetDef AdapterCore_getset[] = {
     {"_loaded", (getter)AdapterCore_get_loaded, NULL, "whether a network is loaded", NULL},
     {"_recipe", (getter)AdapterCore_get_recipe, NULL, "the recipe name", NULL},
+    {"_scheme", (getter)AdapterCore_get_scheme, NULL, "the recipe's decoding scheme (a _core.SCHEMES name)", NULL},
+    {"_recipe_preset", (getter)AdapterCore_get_preset, NULL, "the recipe's spectrogram preset name", NULL},
     {"_device", (getter)AdapterCore_get_device, NULL, "the resolved device (None before loading)", NULL},
     {"_meta_json", (getter)AdapterCore_get_meta_json, NULL, "the loaded artifact's mt3_infer.json", NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -61,6 +61,14 @@ static const struct {
 #define N_STYLE_NAMES (sizeof k_style_names / sizeof k_style_names[0])
 #define N_CANONICAL_STYLES 4
 
+const char *mt3py_scheme_name(mt3_scheme s)
+{
+    for (size_t i = 0; i < N_SCHEME_NAMES; i++)
+        if (k_scheme_names[i].value == s)
+            return k_scheme_names[i].name;
+    return NULL;
+}
+
 static int parse_scheme(PyObject *o, mt3_scheme *s)
 {
     if (PyUnicode_Check(o)) {

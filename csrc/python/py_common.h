@@ -68,6 +68,11 @@ int mt3py_audio_view(PyObject *audio, mt3_audio_view *v, PyArrayObject **keep);
  * AudioError and returns -1 otherwise.  The one sr parser of the module. */
 int mt3py_parse_sr(PyObject *o, int *sr);
 
+/* The canonical name of a decoding scheme (_core.SCHEMES; "mt3_pytorch",
+ * "magenta", ...), or NULL for an unknown value: the one scheme name table
+ * of the module lives in py_codec.c. */
+const char *mt3py_scheme_name(mt3_scheme s);
+
 /* Registration hooks, one per area (each defined in its own file). */
 int mt3py_register_features(PyObject *m);
 int mt3py_register_codec(PyObject *m);
