@@ -377,21 +377,16 @@ def _download_locked(url: str, dest: Path, sha256: Optional[str], size: Optional
             raise CheckpointDownloadError(
                 f"Failed to download {url}: size check failed! Expected {size} bytes, got {got_size}"
             )
-        if sha256 is not None:
-            got = sha256_file(part)
-            if got != sha256.lower():
+        # the anchor's sha256 message; MD5 where only that is published (GCS md5Hash)
+        for what, want, digest in (("Checksum", sha256, sha256_file), ("MD5", md5, md5_file)):
+            if want is None:
+                continue
+            got = digest(part)
+            if got != want.lower():
                 part.unlink()
                 raise CheckpointDownloadError(
-                    f"Failed to download {url}: Checksum verification failed! "
-                    f"Expected {sha256.lower()}, Got {got}. Nothing was kept."
-                )
-        if md5 is not None:
-            got = md5_file(part)
-            if got != md5.lower():
-                part.unlink()
-                raise CheckpointDownloadError(
-                    f"Failed to download {url}: MD5 verification failed! "
-                    f"Expected {md5.lower()} (the server's md5Hash), Got {got}. Nothing was kept."
+                    f"Failed to download {url}: {what} verification failed! "
+                    f"Expected {want.lower()}, Got {got}. Nothing was kept."
                 )
         os.replace(part, dest)
         _fsync_dir(dest.parent)

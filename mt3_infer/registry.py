@@ -146,6 +146,38 @@ MT3_PYTORCH_CONFIG = {
     "vocab_size": 1536,
 }
 
+def _magenta_entry(folder: str, *, name: str, description: str, adapter: str, size_mb: float,
+                   metadata: Dict[str, Any], best_for: List[str]) -> Dict[str, Any]:
+    """Registry entry of one of Magenta's T5X checkpoints, ``gs://mt3/checkpoints/<folder>/``:
+    no fixed file list (the bucket folder's listing, saved as MANIFEST_NAME), family "magenta"."""
+    mid = "magenta_mt3" if folder == "mt3" else "magenta_piano"
+    return {
+        "name": name,
+        "description": description,
+        "framework": "pytorch",  # what runs it: the export, on libtorch (the checkpoint format is "t5x")
+        "adapter_class": f"mt3_infer.adapters.magenta.{adapter}",
+        "checkpoint": {
+            "path": f".mt3_checkpoints/{mid}",
+            "size_mb": size_mb,
+            "format": "t5x",
+            "download": {"source_type": "gcs", "source_url": f"gs://mt3/checkpoints/{folder}/", "sha256": None},
+            "listing": {"host": "gcs", "bucket": "mt3", "prefix": f"checkpoints/{folder}/"},
+            "files": [],
+            "licence": MAGENTA_LICENCE_NOTICE,
+            "export": {"family": "magenta", "file": f"{mid}.mt3i.pt"},
+        },
+        "metadata": {
+            "max_seq_len": 1024,
+            "sample_rate": 16000,
+            "decoding": "beam1",
+            **metadata,
+            # not measured: the real checkpoint has not run here (0.0 = unknown, a float as in every entry)
+            "performance": {"speed_x_realtime": 0.0, "peak_gpu_memory_mb": None, "notes_detected": None},
+        },
+        "best_for": list(best_for),
+    }
+
+
 # ---------------------------------------------------------------------------
 # The registry (insertion order = list_models() order).
 # ---------------------------------------------------------------------------
@@ -331,70 +363,23 @@ _MODELS: Dict[str, Dict[str, Any]] = {
             "Trying the package out of the box (an early checkpoint: low accuracy, see the README)",
         ],
     },
-    "magenta_mt3": {
-        "name": "Magenta MT3 (T5X)",
-        "description": "Magenta's multi-instrument MT3 checkpoint run as its Colab does (beam-1 decoding), "
-                       "without JAX",
-        "framework": "pytorch",  # what runs it: the export, on libtorch (the checkpoint format is "t5x")
-        "adapter_class": "mt3_infer.adapters.magenta.MagentaMT3Adapter",
-        "checkpoint": {
-            "path": ".mt3_checkpoints/magenta_mt3",
-            "size_mb": 171.6,
-            "format": "t5x",
-            "download": {"source_type": "gcs", "source_url": "gs://mt3/checkpoints/mt3/", "sha256": None},
-            # files come from the bucket's object listing (names, sizes, MD5s), saved as MANIFEST_NAME
-            "listing": {"host": "gcs", "bucket": "mt3", "prefix": "checkpoints/mt3/"},
-            "files": [],
-            "licence": MAGENTA_LICENCE_NOTICE,
-            "export": {"family": "magenta", "file": "magenta_mt3.mt3i.pt"},
-        },
-        "metadata": {
-            "vocab_size": 1536,
-            "max_seq_len": 1024,
-            "sample_rate": 16000,
-            "input_frames": 256,
-            "decoding": "beam1",
-            "license": "unknown (no statement upstream; magenta/mt3#177)",
-            # not measured: the real checkpoint has not run here (0.0 = unknown, a float as in every entry)
-            "performance": {"speed_x_realtime": 0.0, "peak_gpu_memory_mb": None, "notes_detected": None},
-        },
-        "best_for": [
-            "Reproducing Magenta's Colab results without JAX/TensorFlow",
-            "Multi-instrument transcription (the original MT3 weights)",
-        ],
-    },
-    "magenta_piano": {
-        "name": "Magenta piano (T5X)",
-        "description": "Magenta's piano transcription model with velocities (127 bins, 4.096 s segments), "
-                       "without JAX",
-        "framework": "pytorch",  # what runs it: the export, on libtorch (the checkpoint format is "t5x")
-        "adapter_class": "mt3_infer.adapters.magenta.MagentaPianoAdapter",
-        "checkpoint": {
-            "path": ".mt3_checkpoints/magenta_piano",
-            "size_mb": 172.0,
-            "format": "t5x",
-            "download": {"source_type": "gcs", "source_url": "gs://mt3/checkpoints/ismir2021/", "sha256": None},
-            "listing": {"host": "gcs", "bucket": "mt3", "prefix": "checkpoints/ismir2021/"},
-            "files": [],
-            "licence": MAGENTA_LICENCE_NOTICE,
-            "export": {"family": "magenta", "file": "magenta_piano.mt3i.pt"},
-        },
-        "metadata": {
-            "vocab_size": 1664,
-            "max_seq_len": 1024,
-            "sample_rate": 16000,
-            "input_frames": 512,
-            "velocity_bins": 127,
-            "decoding": "beam1",
-            "license": "unknown (no statement upstream; magenta/mt3#177); trained on MAESTRO v3 (non-commercial)",
-            # not measured: the real checkpoint has not run here (0.0 = unknown, a float as in every entry)
-            "performance": {"speed_x_realtime": 0.0, "peak_gpu_memory_mb": None, "notes_detected": None},
-        },
-        "best_for": [
-            "Solo piano with note velocities",
-            "Reproducing Magenta's ismir2021 results without JAX/TensorFlow",
-        ],
-    },
+    "magenta_mt3": _magenta_entry(
+        "mt3", name="Magenta MT3 (T5X)",
+        description="Magenta's multi-instrument MT3 checkpoint run as its Colab does (beam-1 decoding), without JAX",
+        adapter="MagentaMT3Adapter", size_mb=171.6,
+        metadata={"vocab_size": 1536, "input_frames": 256,
+                  "license": "unknown (no statement upstream; magenta/mt3#177)"},
+        best_for=["Reproducing Magenta's Colab results without JAX/TensorFlow",
+                  "Multi-instrument transcription (the original MT3 weights)"]),
+    "magenta_piano": _magenta_entry(
+        "ismir2021", name="Magenta piano (T5X)",
+        description="Magenta's piano transcription model with velocities (127 bins, 4.096 s segments), without JAX",
+        adapter="MagentaPianoAdapter", size_mb=172.0,
+        metadata={"vocab_size": 1664, "input_frames": 512, "velocity_bins": 127,
+                  "license": "unknown (no statement upstream; magenta/mt3#177); trained on MAESTRO v3 "
+                             "(non-commercial)"},
+        best_for=["Solo piano with note velocities",
+                  "Reproducing Magenta's ismir2021 results without JAX/TensorFlow"]),
 }
 
 DEFAULT_MODEL = "mt3_pytorch"
