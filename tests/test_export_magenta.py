@@ -171,3 +171,73 @@ def test_beam1_decodes_the_magenta_export(exported):
     x = np.random.default_rng(2).standard_normal((3, meta["frames"], 512)).astype(np.float32)
     ids = model.decode(x, max_new_tokens=12, decoding="beam1")
     assert ids.shape[:2] == (3, 1) and (ids >= 0).all() and (ids < vocab).all()
+
+
+def numpy_decoder(params, enc, tokens, n_heads):
+    """§4.2 decoder in float64, whole sequence at once (no cache): token
+    embedding + Magenta PE, per layer pre-norm causal self-attention,
+    pre-norm cross-attention to ``enc``, gated-gelu MLP (no scaling, no
+    biases), final norm and the logits kernel.  tokens [B, n] -> logits
+    [B, n, V]."""
+    P = {k: v.astype(np.float64) for k, v in params.items()}
+    b, n = tokens.shape
+    d = P["decoder/token_embedder/embedding"].shape[1]
+    x = P["decoder/token_embedder/embedding"][tokens] + np.stack([closed_form_row(p, d) for p in range(n)])
+    causal = np.triu(np.full((n, n), -np.inf), 1)
+
+    def attend(q, k, v, mask):
+        def heads(a):
+            return a.reshape(b, a.shape[1], n_heads, -1).transpose(0, 2, 1, 3)
+
+        s = heads(q) @ heads(k).transpose(0, 1, 3, 2) + mask
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        return (s @ heads(v)).transpose(0, 2, 1, 3).reshape(b, q.shape[1], -1)
+
+    i = 0
+    while f"decoder/layers_{i}/self_attention/query/kernel" in P:
+        q_ = f"decoder/layers_{i}/"
+        h = rms(x, P[q_ + "pre_self_attention_layer_norm/scale"])
+        q, k, v = (h @ P[q_ + f"self_attention/{m}/kernel"] for m in ("query", "key", "value"))
+        x = x + attend(q, k, v, causal) @ P[q_ + "self_attention/out/kernel"]
+        h = rms(x, P[q_ + "pre_cross_attention_layer_norm/scale"])
+        q = h @ P[q_ + "encoder_decoder_attention/query/kernel"]
+        k, v = (enc @ P[q_ + f"encoder_decoder_attention/{m}/kernel"] for m in ("key", "value"))
+        x = x + attend(q, k, v, 0.0) @ P[q_ + "encoder_decoder_attention/out/kernel"]
+        h = rms(x, P[q_ + "pre_mlp_layer_norm/scale"])
+        x = x + (gelu_tanh(h @ P[q_ + "mlp/wi_0/kernel"]) * (h @ P[q_ + "mlp/wi_1/kernel"])) @ P[q_ + "mlp/wo/kernel"]
+        i += 1
+    return rms(x, P["decoder/decoder_norm/scale"]) @ P["decoder/logits_dense/kernel"]
+
+
+def test_decoder_steps_match_float64_numpy(exported):
+    """The export's cached decoder steps (self-attention cache, cross K/V of
+    its own encoder) against the whole-sequence float64 forward of §4.2 on
+    the float64 encoder output, for 12 positions of 2 rows."""
+    vocab, params, _, out = exported
+    module = torch.jit.load(out, map_location="cpu")
+    meta = common.read_artifact_meta(out)
+    frames = meta["frames"]
+    rng = np.random.default_rng(17)
+    feats = rng.standard_normal((2, frames, 512)).astype(np.float32)
+    tokens = np.concatenate([np.zeros((2, 1), np.int64), rng.integers(0, vocab, (2, 11))], axis=1)
+    want = numpy_decoder(params, numpy_encoder(params, feats, n_heads=6), tokens, n_heads=6)
+    n_layers, heads, dkv = meta["n_layers"], meta["n_heads"], meta["d_kv"]
+    sk = torch.zeros(n_layers, 2, heads, tokens.shape[1], dkv)
+    sv = torch.zeros_like(sk)
+    got = []
+    with torch.inference_mode():
+        ck, cv = module.encode(torch.from_numpy(feats))
+        for j in range(tokens.shape[1]):
+            got.append(module.step_logits(torch.from_numpy(tokens[:, j]), j, sk, sv, ck, cv).numpy())
+    got = np.stack(got, 1).astype(np.float64)
+    # Bound: the encoder's 3e-3 of its output scale (test above) carries into
+    # the cross K/V; each decoder layer adds ~10 float32 products of length
+    # <= 48 (gamma_48 = 48 * 2^-24 = 2.9e-6 relative to sum |a_i b_i|, ~3x the
+    # result), i.e. ~1e-4 per layer; two layers, norms and softmaxes with
+    # gains of a few: 3e-3 + 2 * 3 * 1e-4 < 5e-3 of the logits' scale.
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() <= 5e-3 * scale
+    # the check can fail: logits one position off (the cache indexing a step
+    # late or early) are far outside the bound
+    assert np.abs(got[:, 1:] - want[:, :-1]).max() > 5e-3 * scale
