@@ -390,6 +390,18 @@ def _local_state(mid: str) -> Dict[str, Any]:
     }
 
 
+def _speed_text(mid: str, perf: Dict[str, Any]) -> str:
+    """The registry's speed figure and where it comes from (0.0: not measured)."""
+    from . import registry
+
+    speed = perf.get("speed_x_realtime")
+    if not speed:
+        return "not measured"
+    if registry.is_bundled(mid):
+        return f"{speed}x real-time (CPU, benchmarks/bench_accuracy.py)"
+    return f"{speed}x real-time (mt3-infer 0.2.0 figure)"
+
+
 def _source_lines(mid: str) -> List[str]:
     """Where a model's files come from, for `list -v` and `info`: one line
     pair per file, or for a bucket folder (Magenta's) one summary."""
@@ -430,8 +442,9 @@ def cmd_list(args) -> int:
         print(f"    Checkpoint size: {info['checkpoint']['size_mb']} MB")
         if args.verbose:
             perf = info.get("metadata", {}).get("performance", {})
-            print(f"    Speed: {perf.get('speed_x_realtime')}x real-time (mt3-infer 0.2.0 figure)")
-            print(f"    GPU memory: {perf.get('peak_gpu_memory_mb')} MB (mt3-infer 0.2.0 figure)")
+            print(f"    Speed: {_speed_text(mid, perf)}")
+            if perf.get("peak_gpu_memory_mb") is not None:
+                print(f"    GPU memory: {perf.get('peak_gpu_memory_mb')} MB (mt3-infer 0.2.0 figure)")
             print(f"    Best for: {', '.join(info.get('best_for', []))}")
             print(f"    Checkpoint: {st['checkpoint_path']}")
             for line in _source_lines(mid):
@@ -472,7 +485,7 @@ def cmd_info(args) -> int:
     if info["checkpoint"].get("licence"):
         print(f"  {info['checkpoint']['licence']}")
     print(f"  Sample rate: {info['metadata'].get('sample_rate')} Hz")
-    print(f"  Speed (0.2.0 figure): {perf.get('speed_x_realtime')}x real-time")
+    print(f"  Speed: {_speed_text(mid, perf)}")
     print(f"  Best for: {', '.join(info.get('best_for', []))}")
     return EXIT_OK
 
