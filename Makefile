@@ -104,7 +104,7 @@ bench-accuracy: build synthdeps
 # Compare with the pure-Python anchor (mt3-infer 0.2.0) in its own venv; not part of `make test`.
 # Build the anchor once: tools/fidelity/anchor/setup_anchor.sh [DIR]; see tools/fidelity/README.md.
 MT3_ANCHOR_PYTHON ?= /work/anchor/venv/bin/python
-MT3_ANCHOR_TOOLS  ?= /work/anchor/tools
+MT3_ANCHOR_TOOLS  ?= tools/fidelity/anchor
 FIDELITY_ARGS ?=
 fidelity: build
 	MT3_ANCHOR_PYTHON=$(MT3_ANCHOR_PYTHON) MT3_ANCHOR_TOOLS=$(MT3_ANCHOR_TOOLS) \

@@ -4,8 +4,8 @@ The anchor (pure-Python mt3-infer 0.2.0) runs in its own venv; we only ever talk
 subprocesses of its interpreter running the anchor tool kit:
 
   MT3_ANCHOR_PYTHON  anchor interpreter   (default /work/anchor/venv/bin/python)
-  MT3_ANCHOR_TOOLS   anchor tool folder   (default /work/anchor/tools; a copy lives in
-                                           tools/fidelity/anchor, with setup_anchor.sh)
+  MT3_ANCHOR_TOOLS   anchor tool folder   (default: tools/fidelity/anchor beside this file,
+                                           with setup_anchor.sh)
   MT3_FIDELITY_OUT   work/output folder   (default /tmp/mt3_fidelity)
 """
 import json
@@ -16,7 +16,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ANCHOR_PYTHON = os.environ.get("MT3_ANCHOR_PYTHON", "/work/anchor/venv/bin/python")
-ANCHOR_TOOLS = os.environ.get("MT3_ANCHOR_TOOLS", "/work/anchor/tools")
+ANCHOR_TOOLS = os.environ.get("MT3_ANCHOR_TOOLS", os.path.join(os.path.dirname(os.path.abspath(__file__)), "anchor"))
 OUT = os.environ.get("MT3_FIDELITY_OUT", "/tmp/mt3_fidelity")
 BATCH = os.path.join(HERE, "anchor", "anchor_batch.py")
 
