@@ -16,7 +16,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ANCHOR_PYTHON = os.environ.get("MT3_ANCHOR_PYTHON", "/work/anchor/venv/bin/python")
-ANCHOR_TOOLS = os.environ.get("MT3_ANCHOR_TOOLS", os.path.join(os.path.dirname(os.path.abspath(__file__)), "anchor"))
+ANCHOR_TOOLS = os.environ.get("MT3_ANCHOR_TOOLS", os.path.join(HERE, "anchor"))
 OUT = os.environ.get("MT3_FIDELITY_OUT", "/tmp/mt3_fidelity")
 BATCH = os.path.join(HERE, "anchor", "anchor_batch.py")
 
