@@ -8,6 +8,7 @@
 """
 import csv
 import hashlib
+import json
 import os
 import sys
 
@@ -182,3 +183,22 @@ def test_smoke_training_lowers_the_loss(tmp_path):
     from mt3_infer.export.mt3 import load_mt3
     assert train_small.main(["--out", str(run), "--dims", "tiny", "--export", str(tmp_path / "exp")]) == 0
     load_mt3(str(tmp_path / "exp"))
+    # a warm start from an exported network: a new run begins with exactly its weights
+    import torch
+    from mt3_infer.export.mt3 import export_mt3
+    art = str(tmp_path / "tiny.mt3i.pt")
+    export_mt3(str(tmp_path / "exp"), art)
+    warm = tmp_path / "warm"
+    assert train_small.main(["--data", str(tmp_path / "data"), "--out", str(warm), "--dims", "tiny",
+                             "--steps", "0", "--init-from", art, "--threads", "1",
+                             "--precision", "fp32"]) == 0
+    done = torch.load(run / "last.pt", weights_only=False)["model"]
+    start = torch.load(warm / "last.pt", weights_only=False)["model"]
+    assert done.keys() == start.keys()
+    for k in done:
+        assert torch.equal(done[k], start[k]), k
+    with open(warm / "init.json") as fh:
+        assert json.load(fh)["file"] == "tiny.mt3i.pt"
+    with pytest.raises(SystemExit, match="dims"):  # a network of other dimensions is refused
+        train_small.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "warm2"),
+                          "--dims", "small", "--steps", "0", "--init-from", art])

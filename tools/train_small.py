@@ -232,6 +232,40 @@ def build_model(dims: dict, seed: int) -> MT3:
     return model
 
 
+def init_weights(model: MT3, artifact: str, dims: dict, run_dir: str) -> str:
+    """Load an exported network's weights into ``model`` (a warm start):
+    ``bundled`` names the shipped file.  The export is inverted exactly
+    (reference_from_artifact); its dimensions must be ``dims``.  What it
+    started from (file, sha256 and, for the shipped file, its training
+    record) goes to ``RUN/init.json`` for the record ``--ship`` writes."""
+    import hashlib
+
+    from mt3_infer.export.mt3 import reference_from_artifact
+
+    path = os.path.join(_models_dir(), "mt3_small.mt3i.pt") if artifact == "bundled" else artifact
+    src = reference_from_artifact(path)
+    got = {k: getattr(src.cfg, k) for k in dims}
+    if got != dims:
+        raise SystemExit(f"--init-from {path}: dims {got}, not {dims}")
+    model.load_state_dict(src.state_dict())
+    with open(path, "rb") as fh:
+        sha = hashlib.sha256(fh.read()).hexdigest()
+    info = {"file": os.path.basename(path), "sha256": sha}
+    record_path = os.path.join(_models_dir(), "mt3_small.json")
+    if artifact == "bundled" and os.path.exists(record_path):
+        with open(record_path) as fh:
+            old = json.load(fh)
+        if old.get("sha256") == sha:
+            info["training"] = old.get("training")
+            info["accuracy"] = old.get("accuracy")
+    tmp = os.path.join(run_dir, "init.json.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(info, fh, indent=1)
+    os.replace(tmp, os.path.join(run_dir, "init.json"))
+    print(f"initialised from {path} (sha256 {sha[:12]}…)", flush=True)
+    return path
+
+
 def loss_fn(model: MT3, x, inp, tgt, aux_head=None, frames=None, aux_weight=0.0):
     """Token CE (+ the frame loss when ``aux_weight``): (loss, logits, aux or None)."""
     enc = model.encode(x)
@@ -367,6 +401,10 @@ def ship(model: MT3, run_dir: str, step: int, train_args: dict) -> str:
                      "data": {k: data_info.get(k) for k in ("command", "clips", "seed", "segments",
                                                              "audio_hours")}},
     }
+    init_path = os.path.join(run_dir, "init.json")
+    if os.path.exists(init_path):  # a warm start (--init-from): what this run continued
+        with open(init_path) as fh:
+            record["training"]["init_from"] = json.load(fh)
     write_record(record)
     return f"shipped step {step}: {target} ({record['size']:,} bytes, sha256 {record['sha256']})"
 
@@ -403,6 +441,10 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (and checkpoint) after this long")
+    ap.add_argument("--init-from", metavar="ARTIFACT",
+                    help="start a new run (no RUN/last.pt yet) from the weights of an exported network "
+                         "(`bundled` = the shipped mt3_small.mt3i.pt) instead of a fresh T5 init; the "
+                         "optimiser, the schedule and the frame head start fresh")
     ap.add_argument("--export", metavar="DIR", help="write DIR/mt3.pth + config.json from RUN/last.pt and stop")
     ap.add_argument("--ship", action="store_true",
                     help="export RUN/last.pt into the package (mt3_infer/models/mt3_small.mt3i.pt + "
@@ -441,6 +483,8 @@ def main(argv=None):
         opt.load_state_dict(ck["opt"])
         step = int(ck["step"])
         print(f"resumed from {last} at step {step}", flush=True)
+    elif a.init_from:
+        init_weights(model, a.init_from, dims, a.out)
     if a.export:
         export_upstream(model.cpu(), a.export)
         print(f"wrote {a.export}/mt3.pth and config.json (step {step})")
