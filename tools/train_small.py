@@ -232,26 +232,24 @@ def build_model(dims: dict, seed: int) -> MT3:
     return model
 
 
-def init_weights(model: MT3, artifact: str, dims: dict, run_dir: str) -> str:
+def init_weights(model: MT3, artifact: str, dims: dict, run_dir: str) -> None:
     """Load an exported network's weights into ``model`` (a warm start):
     ``bundled`` names the shipped file.  The export is inverted exactly
     (reference_from_artifact); its dimensions must be ``dims``.  What it
     started from (file, sha256 and, for the shipped file, its training
     record) goes to ``RUN/init.json`` for the record ``--ship`` writes."""
-    import hashlib
-
+    from mt3_infer.export.common import sha256_file
     from mt3_infer.export.mt3 import reference_from_artifact
 
-    path = os.path.join(_models_dir(), "mt3_small.mt3i.pt") if artifact == "bundled" else artifact
+    path = _bundled_path() if artifact == "bundled" else artifact
     src = reference_from_artifact(path)
     got = {k: getattr(src.cfg, k) for k in dims}
     if got != dims:
         raise SystemExit(f"--init-from {path}: dims {got}, not {dims}")
     model.load_state_dict(src.state_dict())
-    with open(path, "rb") as fh:
-        sha = hashlib.sha256(fh.read()).hexdigest()
+    sha = sha256_file(path)
     info = {"file": os.path.basename(path), "sha256": sha}
-    record_path = os.path.join(_models_dir(), "mt3_small.json")
+    record_path = _record_path()
     if artifact == "bundled" and os.path.exists(record_path):
         with open(record_path) as fh:
             old = json.load(fh)
@@ -263,7 +261,6 @@ def init_weights(model: MT3, artifact: str, dims: dict, run_dir: str) -> str:
         json.dump(info, fh, indent=1)
     os.replace(tmp, os.path.join(run_dir, "init.json"))
     print(f"initialised from {path} (sha256 {sha[:12]}…)", flush=True)
-    return path
 
 
 def loss_fn(model: MT3, x, inp, tgt, aux_head=None, frames=None, aux_weight=0.0):
@@ -330,35 +327,38 @@ def _models_dir() -> str:
     return os.path.join(os.path.dirname(HERE), "mt3_infer", "models")
 
 
+def _bundled_path() -> str:
+    return os.path.join(_models_dir(), "mt3_small.mt3i.pt")
+
+
+def _record_path() -> str:
+    return os.path.join(_models_dir(), "mt3_small.json")
+
+
 def install_bundled(model: MT3) -> tuple:
     """Export ``model`` (through the upstream layout, as users' checkpoints
     go) to the package's bundled file, atomically; returns (path, sha256, size)."""
-    import hashlib
     import tempfile
 
+    from mt3_infer.export.common import sha256_file
     from mt3_infer.export.mt3 import export_mt3
 
-    models = _models_dir()
-    os.makedirs(models, exist_ok=True)
-    target = os.path.join(models, "mt3_small.mt3i.pt")
+    os.makedirs(_models_dir(), exist_ok=True)
+    target = _bundled_path()
     with tempfile.TemporaryDirectory() as tmp:
         export_upstream(model, tmp)
         export_mt3(os.path.join(tmp, "mt3.pth"), target + ".tmp")
     os.chmod(target + ".tmp", 0o644)
     os.replace(target + ".tmp", target)
-    h = hashlib.sha256()
-    with open(target, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return target, h.hexdigest(), os.path.getsize(target)
+    return target, sha256_file(target), os.path.getsize(target)
 
 
 def write_record(record: dict) -> None:
-    models = _models_dir()
-    with open(os.path.join(models, "mt3_small.json.tmp"), "w") as fh:
+    tmp = _record_path() + ".tmp"
+    with open(tmp, "w") as fh:
         json.dump(record, fh, indent=1)
         fh.write("\n")
-    os.replace(os.path.join(models, "mt3_small.json.tmp"), os.path.join(models, "mt3_small.json"))
+    os.replace(tmp, _record_path())
 
 
 def reexport_bundled() -> str:
@@ -367,9 +367,9 @@ def reexport_bundled() -> str:
     sha256/size in its record; training fields are kept."""
     from mt3_infer.export.mt3 import reference_from_artifact
 
-    path = os.path.join(_models_dir(), "mt3_small.mt3i.pt")
+    path = _bundled_path()
     model = reference_from_artifact(path)
-    with open(os.path.join(_models_dir(), "mt3_small.json")) as fh:
+    with open(_record_path()) as fh:
         record = json.load(fh)
     _, sha, size = install_bundled(model)
     record["sha256"], record["size"] = sha, size
