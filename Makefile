@@ -75,7 +75,8 @@ test: env build synthdeps
 # they must hold on every path.
 NUMERIC_TESTS ?= tests/test_features.py tests/test_audio.py tests/test_wav.py tests/test_export_mt3.py \
                  tests/test_export_yourmt3.py tests/test_engine.py tests/test_adapters.py \
-                 tests/test_adapters_yourmt3.py tests/test_bundled.py tests/test_precision.py
+                 tests/test_adapters_yourmt3.py tests/test_bundled.py tests/test_precision.py \
+                 tests/test_attend_rows.py
 ISA_AVX2 := NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
             GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ
 ISA_SSE  := NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR" ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 \

@@ -136,11 +136,15 @@ def engine_extension():
         library_dirs=[torch_lib],
         libraries=libraries,
         define_macros=[("_GLIBCXX_USE_CXX11_ABI", str(abi))],
+        # -fopenmp: at::parallel_for is a header template whose threads come from
+        # an OpenMP pragma compiled here (mt3::attend_rows); the libgomp it binds
+        # to at run time is the one already in the process (torch's, or the one
+        # libsoxr brought: one soname, one copy)
         extra_compile_args=["-std=c++20", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden",
-                            "-Wno-unused-parameter"]
+                            "-Wno-unused-parameter", "-fopenmp"]
         + prefix_maps((os.path.dirname(torch.__file__), "torch")),
         # keep libtorch_cuda linked even though no symbol of it is referenced directly
-        extra_link_args=["-Wl,--no-as-needed"],
+        extra_link_args=["-Wl,--no-as-needed", "-fopenmp"],
         language="c++",
         depends=["csrc/engine/engine.h"],
     )

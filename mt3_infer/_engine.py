@@ -166,6 +166,38 @@ def prepare_engine():
         return lib
 
 
+_OPS_LOCK = threading.Lock()
+_OPS_LOADED = False
+
+
+def load_engine_ops():
+    """Register the engine's TorchScript operators (``mt3::attend_rows``, the
+    decoder step's attention; csrc/engine/engine_torch.cpp) with the torch of
+    this process, so exported modules can be scripted and ``torch.jit.load``-ed
+    from Python.  The engine library registers them when it is opened; this
+    opens the same file (the C core's later dlopen gets the same handle, so
+    nothing registers twice).  Imports torch.  Raises FrameworkError when the
+    engine is missing or does not match the installed torch."""
+    global _OPS_LOADED
+    with _OPS_LOCK:
+        if _OPS_LOADED:
+            return
+        import torch
+
+        lib = prepare_engine()
+        try:
+            torch.ops.load_library(lib)
+        except OSError as exc:
+            raise FrameworkError(f"cannot open the mt3-infer engine {lib!r}: {exc}. "
+                                 f"Reinstall torch ({torch_install_hint()}), then mt3-infer.") from exc
+
+        @torch.library.register_fake("mt3::attend_rows")
+        def _attend_rows_shape(q, k, v, sizes, lens):  # for torch.export: the result's shape only
+            return q.new_empty((q.size(0), q.size(1) * q.size(2)))
+
+        _OPS_LOADED = True
+
+
 def prepack_enabled() -> bool:
     """Whether the engine may keep oneDNN-packed copies of the decoder weights
     (CPU fp32; on by default).  ``MT3_NO_PREPACK=1`` turns it off, for

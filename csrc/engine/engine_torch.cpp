@@ -7,12 +7,17 @@
 // rows are dropped by compacting both caches in place (rows move towards the
 // front, their order kept), so a step only ever computes active rows.
 //
+// The decoder step's attention is this file's TorchScript operator
+// mt3::attend_rows (registered when the library is opened; exported modules
+// call it): rows at different positions in one call, each computed alone.
+//
 // Every extern "C" entry point catches everything: c10::Error,
 // std::exception and anything else become an mt3_status + message.
 // TorchScript runs with the graph optimizer off for the calling thread
 // (GraphOptimizerEnabledGuard is thread-local): no profiling runs, no
 // shape specialisation, the same kernels on the first call as on the last.
 #include <torch/script.h>
+#include <ATen/Version.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
@@ -29,6 +34,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <new>
@@ -36,6 +43,10 @@
 #include <vector>
 
 #include "engine/engine.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 struct mt3_engine_model {
     torch::jit::Module module;
@@ -839,6 +850,247 @@ int session_set_threads(mt3_engine_session *s, int num_threads)
     return MT3_OK;
 }
 
+// ---------------------------------------------------------------------------
+// mt3::attend_rows — the decoder step's attention for rows at different
+// positions, one call per layer (exporter 6; mt3_infer/export/_groups.py).
+//
+//   attend_rows(q [N, H, Dh], k [N, H, S, Dh], v [N, H, S, Dh], sizes, lens)
+//     -> [N, H * Dh]
+//
+// Rows come in contiguous groups: group g is the next sizes[g] rows, each
+// attending to positions 0 .. lens[g]-1 of its own keys and values:
+// softmax(q k^T) v, no 1/sqrt(Dh) scaling (T5).  On the CPU in float32 every
+// (row, head) is computed alone by one thread, in a fixed order of
+// operations that depends on nothing but that row's own length: a row's
+// result is the same bit for bit whatever else is in the batch, so
+// continuous batching (groups at many positions) gives exactly what drained
+// batches (one group) give, and a step costs one call per layer instead of
+// one chain of operations per group.  Other devices and dtypes run the
+// plain operations group by group (matmul-softmax-matmul in float32, the
+// fused kernel below it), which is what the exporter's per-group loop ran.
+// ---------------------------------------------------------------------------
+
+// The kernels of one (row, head): scores over `len` keys, softmax, weighted
+// sum of values.  Each computes in one fixed order of its own; which one
+// runs is chosen once per process from torch's CPU capability (so
+// ATEN_CPU_CAPABILITY=default / avx2 select them as they select ATen's).
+
+// Portable: dot products in 16 independent partial sums added pairwise.
+inline float dot_portable(const float *a, const float *b, int n)
+{
+    float acc[16] = {0.0f};
+    int d = 0;
+    for (; d + 16 <= n; d += 16)
+        for (int j = 0; j < 16; ++j)
+            acc[j] += a[d + j] * b[d + j];
+    for (int j = 0; d < n && j < 16; ++d, ++j)
+        acc[j] += a[d] * b[d];
+    for (int w = 8; w > 0; w /= 2)
+        for (int j = 0; j < w; ++j)
+            acc[j] += acc[j + w];
+    return acc[0];
+}
+
+// exp(w - max) in place; returns 1 / their sum (added in position order).
+inline float softmax_numerators(float *w, int len, float mx)
+{
+    float sum = 0.0f;
+    for (int p = 0; p < len; ++p) {
+        w[p] = std::exp(w[p] - mx);
+        sum += w[p];
+    }
+    return 1.0f / sum;
+}
+
+void attend_portable(const float *q, const float *k, int64_t k_pos, const float *v, int64_t v_pos, int len, int dh,
+                     float *w, float *out)
+{
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int p = 0; p < len; ++p) {
+        w[p] = dot_portable(q, k + p * k_pos, dh);
+        mx = std::max(mx, w[p]);
+    }
+    const float inv = softmax_numerators(w, len, mx);
+    for (int d = 0; d < dh; ++d)
+        out[d] = 0.0f;
+    for (int p = 0; p < len; ++p) {
+        const float c = w[p] * inv;
+        const float *vp = v + p * v_pos;
+        for (int d = 0; d < dh; ++d)
+            out[d] += c * vp[d];
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MT3_X86_KERNELS 1
+
+// AVX2 + FMA, Dh a multiple of 8 (at most 128): two alternating partial
+// sums per dot product; the output row held in registers.
+__attribute__((target("avx2,fma"))) void attend_avx2(const float *q, const float *k, int64_t k_pos,
+                                                     const float *v, int64_t v_pos, int len, int dh, float *w,
+                                                     float *out)
+{
+    const int nv = dh / 8;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int p = 0; p < len; ++p) {
+        const float *kp = k + p * k_pos;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 1 < nv; j += 2) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * j), _mm256_loadu_ps(kp + 8 * j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * j + 8), _mm256_loadu_ps(kp + 8 * j + 8), a1);
+        }
+        if (j < nv)
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * j), _mm256_loadu_ps(kp + 8 * j), a0);
+        __m256 a = _mm256_add_ps(a0, a1);
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        w[p] = _mm_cvtss_f32(h);
+        mx = std::max(mx, w[p]);
+    }
+    const float inv = softmax_numerators(w, len, mx);
+    __m256 o[16];
+    for (int j = 0; j < nv; ++j)
+        o[j] = _mm256_setzero_ps();
+    for (int p = 0; p < len; ++p) {
+        const __m256 c = _mm256_set1_ps(w[p] * inv);
+        const float *vp = v + p * v_pos;
+        for (int j = 0; j < nv; ++j)
+            o[j] = _mm256_fmadd_ps(c, _mm256_loadu_ps(vp + 8 * j), o[j]);
+    }
+    for (int j = 0; j < nv; ++j)
+        _mm256_storeu_ps(out + 8 * j, o[j]);
+}
+
+// AVX-512F, Dh a multiple of 16 (at most 128): as attend_avx2, 16 lanes.
+__attribute__((target("avx512f"))) void attend_avx512(const float *q, const float *k, int64_t k_pos,
+                                                      const float *v, int64_t v_pos, int len, int dh, float *w,
+                                                      float *out)
+{
+    const int nv = dh / 16;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int p = 0; p < len; ++p) {
+        const float *kp = k + p * k_pos;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        int j = 0;
+        for (; j + 1 < nv; j += 2) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * j), _mm512_loadu_ps(kp + 16 * j), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * j + 16), _mm512_loadu_ps(kp + 16 * j + 16), a1);
+        }
+        if (j < nv)
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * j), _mm512_loadu_ps(kp + 16 * j), a0);
+        w[p] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        mx = std::max(mx, w[p]);
+    }
+    const float inv = softmax_numerators(w, len, mx);
+    __m512 o[8];
+    for (int j = 0; j < nv; ++j)
+        o[j] = _mm512_setzero_ps();
+    for (int p = 0; p < len; ++p) {
+        const __m512 c = _mm512_set1_ps(w[p] * inv);
+        const float *vp = v + p * v_pos;
+        for (int j = 0; j < nv; ++j)
+            o[j] = _mm512_fmadd_ps(c, _mm512_loadu_ps(vp + 16 * j), o[j]);
+    }
+    for (int j = 0; j < nv; ++j)
+        _mm512_storeu_ps(out + 16 * j, o[j]);
+}
+#endif
+
+using attend_kernel = void (*)(const float *, const float *, int64_t, const float *, int64_t, int, int, float *,
+                               float *);
+
+// The kernel for head size dh: torch's CPU capability (read once, like ATen's
+// own dispatch) and the head size decide.
+attend_kernel pick_attend_kernel(int dh)
+{
+#ifdef MT3_X86_KERNELS
+    static const std::string cap = at::get_cpu_capability();  // "AVX512", "AVX2" or "DEFAULT"
+    if (cap == "AVX512" && dh % 16 == 0 && dh <= 128)
+        return attend_avx512;
+    if ((cap == "AVX512" || cap == "AVX2") && dh % 8 == 0 && dh <= 128)
+        return attend_avx2;
+#endif
+    return attend_portable;
+}
+
+at::Tensor attend_rows_fallback(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                                c10::IntArrayRef sizes, c10::IntArrayRef lens)
+{
+    const int64_t h = q.size(1), dh = q.size(2);
+    std::vector<at::Tensor> outs;
+    int64_t r0 = 0;
+    for (size_t g = 0; g < sizes.size(); ++g) {
+        const int64_t sz = sizes[g], len = lens[g];
+        at::Tensor qg = q.narrow(0, r0, sz).unsqueeze(2);
+        at::Tensor kg = k.narrow(0, r0, sz).narrow(2, 0, len);
+        at::Tensor vg = v.narrow(0, r0, sz).narrow(2, 0, len);
+        at::Tensor o;
+        if (q.scalar_type() == at::kFloat)
+            o = at::matmul(at::softmax(at::matmul(qg, kg.transpose(-1, -2)), -1), vg);
+        else
+            o = at::scaled_dot_product_attention(qg, kg, vg, {}, 0.0, false, 1.0);
+        outs.push_back(o.reshape({sz, h * dh}));
+        r0 += sz;
+    }
+    return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
+}
+
+at::Tensor attend_rows_op(const at::Tensor &q_in, const at::Tensor &k, const at::Tensor &v,
+                          c10::IntArrayRef sizes, c10::IntArrayRef lens)
+{
+    TORCH_CHECK(q_in.dim() == 3 && k.dim() == 4 && v.dim() == 4,
+                "attend_rows: q must be [N, H, Dh], k and v [N, H, S, Dh]");
+    const int64_t n = q_in.size(0), h = q_in.size(1), dh = q_in.size(2), s = k.size(2);
+    TORCH_CHECK(k.size(0) == n && v.size(0) == n && k.size(1) == h && v.size(1) == h && k.size(3) == dh &&
+                    v.size(3) == dh && v.size(2) == s,
+                "attend_rows: q, k and v disagree in shape");
+    TORCH_CHECK(k.scalar_type() == q_in.scalar_type() && v.scalar_type() == q_in.scalar_type() &&
+                    k.device() == q_in.device() && v.device() == q_in.device(),
+                "attend_rows: q, k and v must share dtype and device");
+    TORCH_CHECK(sizes.size() == lens.size() && !sizes.empty(), "attend_rows: sizes and lens must be non-empty "
+                "lists of one length");
+    int64_t total = 0, max_len = 0;
+    for (size_t g = 0; g < sizes.size(); ++g) {
+        TORCH_CHECK(sizes[g] >= 1 && lens[g] >= 1 && lens[g] <= s, "attend_rows: an empty group or a length "
+                    "outside 1..", s);
+        total += sizes[g];
+        max_len = std::max<int64_t>(max_len, lens[g]);
+    }
+    TORCH_CHECK(total == n, "attend_rows: group sizes add up to ", total, " rows, not ", n);
+    if (!q_in.device().is_cpu() || q_in.scalar_type() != at::kFloat)
+        return attend_rows_fallback(q_in, k, v, sizes, lens);
+    at::Tensor q = q_in.stride(2) == 1 ? q_in : q_in.contiguous();
+    at::Tensor kk = k.stride(3) == 1 ? k : k.contiguous();
+    at::Tensor vv = v.stride(3) == 1 ? v : v.contiguous();
+    at::Tensor out = at::empty({n, h * dh}, q.options());
+    std::vector<int> row_len(static_cast<size_t>(n));
+    for (size_t g = 0, r = 0; g < sizes.size(); ++g)
+        for (int64_t i = 0; i < sizes[g]; ++i)
+            row_len[r++] = static_cast<int>(lens[g]);
+    const float *qp = q.data_ptr<float>();
+    const float *kp = kk.data_ptr<float>();
+    const float *vp = vv.data_ptr<float>();
+    float *op = out.data_ptr<float>();
+    const int64_t qs0 = q.stride(0), qs1 = q.stride(1);
+    const int64_t ks0 = kk.stride(0), ks1 = kk.stride(1), ks2 = kk.stride(2);
+    const int64_t vs0 = vv.stride(0), vs1 = vv.stride(1), vs2 = vv.stride(2);
+    // threads split the (row, head) pairs; small calls stay on one thread
+    const int64_t work = n * h * max_len * dh;
+    const int64_t grain = work < (1 << 17) ? n * h : 1;
+    const attend_kernel kernel = pick_attend_kernel(static_cast<int>(dh));
+    at::parallel_for(0, n * h, grain, [&](int64_t b, int64_t e) {
+        std::vector<float> w(static_cast<size_t>(max_len));
+        for (int64_t t = b; t < e; ++t) {
+            const int64_t r = t / h, hh = t % h;
+            kernel(qp + r * qs0 + hh * qs1, kp + r * ks0 + hh * ks1, ks2, vp + r * vs0 + hh * vs1, vs2, row_len[r],
+                   static_cast<int>(dh), w.data(), op + r * h * dh + hh * dh);
+        }
+    });
+    return out;
+}
+
 const mt3_engine_api kApi = {
     MT3_ENGINE_ABI_VERSION,
     model_load,
@@ -862,6 +1114,16 @@ const mt3_engine_api kApi = {
 };
 
 }  // namespace
+
+TORCH_LIBRARY(mt3, m)
+{
+    m.def("attend_rows(Tensor q, Tensor k, Tensor v, int[] sizes, int[] lens) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mt3, CompositeExplicitAutograd, m)
+{
+    m.impl("attend_rows", &attend_rows_op);
+}
 
 extern "C" __attribute__((visibility("default"))) const mt3_engine_api *mt3_engine_get_api(void)
 {

@@ -1,11 +1,38 @@
 """TorchScript helpers shared by the exported MT3 and YourMT3 modules:
-attention without scaling (T5), the int8 decoder linears (dtype "int8"), and
-for ``step_groups`` (continuous batching) rows in contiguous groups, group g
-the next ``sizes[g]`` rows, all at position ``poss[g]``."""
-from typing import List
+attention without scaling (T5), the decoder step's attention over rows at
+different positions (the engine's ``mt3::attend_rows``), the int8 decoder
+linears (dtype "int8"), and for ``step_groups`` (continuous batching) rows
+in contiguous groups, group g the next ``sizes[g]`` rows, all at position
+``poss[g]``."""
+from typing import List, Optional
 
 import torch
 from torch import Tensor
+
+from ..exceptions import FrameworkError
+
+
+def _load_ops() -> Optional[FrameworkError]:
+    from .._engine import load_engine_ops
+
+    try:
+        load_engine_ops()
+    except FrameworkError as exc:
+        return exc
+    return None
+
+
+# The engine's operators (``attend_rows``) are registered with torch when this
+# module is imported, so exported modules script and load in this process;
+# without an engine, scripting them fails later with this error.
+_OPS_ERROR = _load_ops()
+
+
+def require_ops() -> None:
+    """Raise FrameworkError when the engine's operators are not registered
+    (an export needs them: the decoder step calls ``mt3::attend_rows``)."""
+    if _OPS_ERROR is not None:
+        raise FrameworkError(f"exporting needs the mt3-infer libtorch engine: {_OPS_ERROR}")
 
 
 def check_groups(n: int, cap: int, limit: int, sizes: List[int], poss: List[int]) -> None:
@@ -44,6 +71,18 @@ def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)
         return torch.matmul(w, v)
     return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
+def attend_rows(q: Tensor, k: Tensor, v: Tensor, sizes: List[int], lens: List[int]) -> Tensor:
+    """Decoder-step attention for rows in contiguous groups (the engine's
+    ``mt3::attend_rows``): q [N, H, Dh], k/v [N, H, S, Dh]; the next
+    ``sizes[g]`` rows attend to their own positions ``0 .. lens[g]-1`` (no
+    scaling, T5) -> [N, H*Dh].  On the CPU in float32 each (row, head) is
+    computed alone in a fixed order, so a row's result does not depend on the
+    other rows of its call (continuous batching = drained batches, bit for
+    bit) and a step costs one call per layer, not one per group; elsewhere
+    the groups run :func:`attend` one by one."""
+    return torch.ops.mt3.attend_rows(q, k, v, sizes, lens)
 
 
 def quantize_linear(w: Tensor) -> torch.classes.quantized.LinearPackedParamsBase:

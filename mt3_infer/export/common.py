@@ -21,7 +21,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 from ..exceptions import CheckpointError, FrameworkError
 
 FORMAT_VERSION = 1
-EXPORTER_VERSION = "mt3-infer-export/5"  # 2: step_groups (continuous batching); 3: encoder_kib_per_segment; 4: fused attention below fp32; 5: step_top2 (beam-1 decoding)
+EXPORTER_VERSION = "mt3-infer-export/6"  # 2: step_groups (continuous batching); 3: encoder_kib_per_segment; 4: fused attention below fp32; 5: step_top2 (beam-1 decoding); 6: decoder attention through the engine's mt3::attend_rows
 META_NAME = "mt3_infer.json"
 
 # Keys every artifact must carry, with their Python types.

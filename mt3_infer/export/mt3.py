@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Tuple, Union
 
 from ..exceptions import CheckpointError
-from ._groups import attend, check_groups, group_positions, linear_int8, quantize_linear
+from ._groups import attend, attend_rows, check_groups, group_positions, linear_int8, quantize_linear, require_ops
 from .common import (
     build_meta,
     check_state_dict,
@@ -530,14 +530,17 @@ class MT3Runtime(nn.Module):
         """Cached decoder step for N rows in contiguous groups: group g is the
         next sizes[g] rows, all at position poss[g].  Row-wise operations run
         on all N rows at once; self-attention runs per group over exactly its
-        positions 0..poss[g] (no padding or masking), so each row computes
-        what it would in a batch of its group alone."""
+        positions 0..poss[g] (no padding or masking) in one
+        ``attend_rows`` call per layer, which computes each row alone: a row's
+        result is the same whatever the other rows of the step are."""
         n = tokens.size(0)
         check_groups(n, self_k.size(3), self.max_len, sizes, poss)
         hd = self.n_heads
         dk = self.d_kv
         x = torch.embedding(self.embed, tokens) + group_positions(self.dec_pe, sizes, poss)
         many = len(sizes) > 1
+        lens = [p + 1 for p in poss]  # group g attends to its positions 0..poss[g]
+        t_enc = cross_k.size(3)
         rows = torch.arange(n, device=tokens.device)
         at = rows  # each row's position (several groups): one cache write per layer for all rows
         if many:
@@ -556,23 +559,11 @@ class MT3Runtime(nn.Module):
             else:
                 kc.select(2, poss[0]).copy_(qkv.select(1, 1))
                 vc.select(2, poss[0]).copy_(qkv.select(1, 2))
-            outs: List[Tensor] = []
-            r0 = 0
-            for gi in range(len(sizes)):
-                sz = sizes[gi]
-                pos = poss[gi]
-                part = qkv.narrow(0, r0, sz)
-                kg = kc.narrow(0, r0, sz)
-                vg = vc.narrow(0, r0, sz)
-                q = part.select(1, 0).unsqueeze(2)  # [sz, H, 1, Dh]
-                outs.append(attend(q, kg.narrow(2, 0, pos + 1),
-                                         vg.narrow(2, 0, pos + 1)).reshape(sz, self.inner))
-                r0 += sz
-            o = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+            o = attend_rows(qkv.select(1, 0), kc, vc, sizes, lens)
             x = x + self._lin(o, layer.wo, base + 1)
             a = self._rms(x, layer.ln1)
-            q = self._lin(a, layer.wq_c, base + 2).view(n, hd, 1, dk)
-            o = attend(q, cross_k.select(0, i), cross_v.select(0, i)).reshape(n, self.inner)
+            q = self._lin(a, layer.wq_c, base + 2).view(n, hd, dk)
+            o = attend_rows(q, cross_k.select(0, i), cross_v.select(0, i), [n], [t_enc])
             x = x + self._lin(o, layer.wo_c, base + 3)
             a = self._rms(x, layer.ln2)
             g = self._lin(a, layer.wi, base + 4)
@@ -755,6 +746,7 @@ def load_mt3(checkpoint: str, config: Optional[MT3Config] = None) -> MT3:
 
 def script_module(rt: "MT3Runtime"):
     """torch.jit.script of a built :class:`MT3Runtime`."""
+    require_ops()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
         return torch.jit.script(rt)

@@ -45,9 +45,9 @@ from torch import Tensor, nn
 
 from ..exceptions import CheckpointError
 from . import common as _common
-from ._groups import attend, check_groups, group_positions, linear_int8, quantize_linear
+from ._groups import attend, attend_rows, check_groups, group_positions, linear_int8, quantize_linear, require_ops
 
-EXPORTER_VERSION = "yourmt3-1"  # recorded as the meta extra "yourmt3_exporter"
+EXPORTER_VERSION = "yourmt3-2"  # recorded as the meta extra "yourmt3_exporter"; 2: decoder attention via mt3::attend_rows
 FAMILY = "yourmt3"
 START_ID = 0
 EOS_ID = 1
@@ -1031,33 +1031,29 @@ class YourMT3Net(nn.Module):
     def _decoder_hidden(self, tokens: Tensor, sizes: List[int], poss: List[int], self_k: Tensor,
                         self_v: Tensor, cross_k: Tensor, cross_v: Tensor) -> Tensor:
         """Cached decoder step for N rows in contiguous groups (group g: the next
-        sizes[g] rows, all at position poss[g]); self-attention per group over
-        exactly its positions 0..poss[g], everything else on all rows at once."""
+        sizes[g] rows, all at position poss[g]); self-attention of each group over
+        exactly its positions 0..poss[g] in one ``attend_rows`` call per layer
+        (each row computed alone), everything else on all rows at once."""
         n = tokens.size(0)
         check_groups(n, self_k.size(3), self.pe.size(0), sizes, poss)
         h_, dh = self.n_heads, self.d_kv
         x = F.embedding(tokens, self.embed) + group_positions(self.pe, sizes, poss)
+        lens = [p + 1 for p in poss]  # group g attends to its positions 0..poss[g]
+        t_enc = cross_k.size(3)
         for l in range(self.n_layers):
             h = _rms(x, self.ln_self[l], self.dec_eps)
             q, k, v = self._lin(h, self.w_qkv[l], 6 * l).view(n, 3, h_, dh).unbind(1)
-            outs: List[Tensor] = []
             r0 = 0
-            for gi in range(len(sizes)):
+            for gi in range(len(sizes)):  # this position's keys/values into each group's cache rows
                 sz = sizes[gi]
-                pos = poss[gi]
-                kl = self_k[l].narrow(0, r0, sz)
-                vl = self_v[l].narrow(0, r0, sz)
-                kl.select(2, pos).copy_(k.narrow(0, r0, sz))
-                vl.select(2, pos).copy_(v.narrow(0, r0, sz))
-                keys = kl.narrow(2, 0, pos + 1)
-                vals = vl.narrow(2, 0, pos + 1)
-                outs.append(attend(q.narrow(0, r0, sz).unsqueeze(2), keys, vals).reshape(sz, h_ * dh))
+                self_k[l].narrow(0, r0, sz).select(2, poss[gi]).copy_(k.narrow(0, r0, sz))
+                self_v[l].narrow(0, r0, sz).select(2, poss[gi]).copy_(v.narrow(0, r0, sz))
                 r0 += sz
-            ctx = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+            ctx = attend_rows(q, self_k[l], self_v[l], sizes, lens)
             x = x + self._lin(ctx, self.w_o[l], 6 * l + 1)
             h = _rms(x, self.ln_cross[l], self.dec_eps)
-            q = self._lin(h, self.w_cq[l], 6 * l + 2).view(n, h_, 1, dh)
-            ctx = attend(q, cross_k[l], cross_v[l]).reshape(n, h_ * dh)
+            q = self._lin(h, self.w_cq[l], 6 * l + 2).view(n, h_, dh)
+            ctx = attend_rows(q, cross_k[l], cross_v[l], [n], [t_enc])
             x = x + self._lin(ctx, self.w_co[l], 6 * l + 3)
             h = _rms(x, self.ln_ff[l], self.dec_eps)
             a, g = self._lin(h, self.w_i[l], 6 * l + 4).chunk(2, dim=-1)
@@ -1242,6 +1238,7 @@ def export_meta(cfg: YourMT3Config, source_sha256: str = "") -> Dict[str, Any]:
 
 
 def script_model(net: YourMT3Net) -> torch.jit.ScriptModule:
+    require_ops()
     with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         return torch.jit.script(net.eval())
