@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from ..exceptions import CheckpointError
 from . import common as _common
-from ._groups import attend, attend_rows, check_groups, group_positions, linear_int8, quantize_linear, require_ops
+from ._groups import attend_rows, check_groups, group_positions, linear_int8, quantize_linear, require_ops
 
 EXPORTER_VERSION = "yourmt3-2"  # recorded as the meta extra "yourmt3_exporter"; 2: decoder attention via mt3::attend_rows
 FAMILY = "yourmt3"
